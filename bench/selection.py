@@ -1,0 +1,204 @@
+"""Selection benchmark: P(best), regret and calls per strategy against simulated judges.
+
+    python -m bench.selection                   # full run: N = 8, 16, 32; 400 trials; every judge variant
+    python -m bench.selection --trials 50 --sizes 8 16 --variants base
+
+Writes bench/results/selection.md (tables) and bench/results/selection.png (P(best) against pairwise calls).
+Trials use common random numbers: trial t draws the same qualities (and judge noise stream) for every strategy
+and variant, so differences between rows are paired comparisons, not independent samples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.simulated_judges import VARIANTS, JudgeModel, SimulatedJudges
+from policies.selection import SelectionConfig, select_best
+
+RESULTS = Path(__file__).parent / "results"
+
+
+@dataclass(frozen=True)
+class Entry:
+    label: str
+    config: SelectionConfig
+    uses_principle: bool = False
+
+
+def strategies(n: int) -> list[Entry]:
+    pairwise_only = {"use_principle": False}
+    return [
+        Entry("principle only", SelectionConfig(strategy="principle"), uses_principle=True),
+        Entry("circular (1 order)", SelectionConfig(strategy="circular", swap=False, **pairwise_only)),
+        Entry("knockout (1 order)", SelectionConfig(strategy="knockout", swap=False, **pairwise_only)),
+        Entry("knockout + swap", SelectionConfig(strategy="knockout", **pairwise_only)),
+        Entry("swiss + swap", SelectionConfig(strategy="swiss", **pairwise_only)),
+        Entry("round-robin + swap", SelectionConfig(strategy="round_robin", **pairwise_only)),
+        Entry(
+            "adaptive + swap (4N)",
+            SelectionConfig(strategy="adaptive", max_pairwise_calls=4 * n, **pairwise_only),
+        ),
+        Entry(
+            "adaptive + swap + principle (4N)",
+            SelectionConfig(strategy="adaptive", max_pairwise_calls=4 * n),
+            uses_principle=True,
+        ),
+        Entry(
+            "adaptive + principle as BT prior (4N)",
+            SelectionConfig(strategy="adaptive", max_pairwise_calls=4 * n, principle_prior=0.3),
+            uses_principle=True,
+        ),
+        Entry(
+            "adaptive + swap + principle (5N)",
+            SelectionConfig(strategy="adaptive", max_pairwise_calls=5 * n),
+            uses_principle=True,
+        ),
+    ]
+
+
+@dataclass
+class Cell:
+    p_best: float
+    p_best_se: float
+    regret: float
+    pairwise_calls: float
+    principle_calls: float
+    rounds: float
+
+
+async def run_cell(entry: Entry, model: JudgeModel, n: int, trials: int, seed: int) -> Cell:
+    hits, regrets, pcalls, rcalls, rounds = [], [], [], [], []
+    for t in range(trials):
+        trial_rng = np.random.default_rng([seed, n, t])
+        quality = trial_rng.normal(size=n)
+        judges = SimulatedJudges(quality, model, np.random.default_rng([seed, n, t, 1]))
+        config = entry.config.model_copy(update={"seed": t})
+        result = await select_best(
+            n, judges.pairwise, judges.principle if entry.uses_principle else None, config
+        )
+        best = int(np.argmax(quality))
+        hits.append(result.best == best)
+        regrets.append(quality[best] - quality[result.best])
+        pcalls.append(result.pairwise_calls)
+        rcalls.append(result.principle_calls)
+        rounds.append(result.rounds)
+    p = float(np.mean(hits))
+    return Cell(
+        p_best=p,
+        p_best_se=math.sqrt(p * (1 - p) / trials),
+        regret=float(np.mean(regrets)),
+        pairwise_calls=float(np.mean(pcalls)),
+        principle_calls=float(np.mean(rcalls)),
+        rounds=float(np.mean(rounds)),
+    )
+
+
+def table(rows: list[tuple[str, Cell]]) -> str:
+    lines = [
+        "| strategy | P(best) | regret | pairwise calls | principle calls | rounds |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for label, c in rows:
+        lines.append(
+            f"| {label} | {c.p_best:.3f} ± {c.p_best_se:.3f} | {c.regret:.3f} | {c.pairwise_calls:.1f} "
+            f"| {c.principle_calls:.1f} | {c.rounds:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(results: dict[tuple[str, int, str], Cell], sizes: list[int], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(sizes), figsize=(5.2 * len(sizes), 4.6), squeeze=False)
+    for ax, n in zip(axes[0], sizes, strict=True):
+        for (variant, size, label), cell in results.items():
+            if variant != "base" or size != n or label == "principle only":
+                continue
+            ax.errorbar(
+                cell.pairwise_calls, cell.p_best, yerr=cell.p_best_se, fmt="o", capsize=3, label=label
+            )
+        principle = results.get(("base", n, "principle only"))
+        if principle is not None:
+            ax.axhline(principle.p_best, color="grey", linestyle=":", label="principle only (0 pairwise)")
+        ax.set_xscale("log")
+        ax.set_xlabel("pairwise judge calls per selection (log scale)")
+        ax.set_ylabel("P(select the true best)")
+        ax.set_title(f"N = {n} candidates (base judge: s=0.707, b=0.5)")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--trials", type=int, default=400)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[8, 16, 32])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    results: dict[tuple[str, int, str], Cell] = {}
+    sections = []
+    started = time.perf_counter()
+    for variant in args.variants:
+        model = VARIANTS[variant]
+        for n in args.sizes:
+            rows = []
+            for entry in strategies(n):
+                cell = asyncio.run(run_cell(entry, model, n, args.trials, args.seed))
+                results[(variant, n, entry.label)] = cell
+                rows.append((entry.label, cell))
+                print(
+                    f"{variant:>13} N={n:<3} {entry.label:<34} P(best)={cell.p_best:.3f} "
+                    f"calls={cell.pairwise_calls:.1f}",
+                    flush=True,
+                )
+            sections.append(f"### {variant}, N = {n} ({args.trials} trials)\n\n{table(rows)}\n")
+
+    invariance = []
+    if "base" in args.variants and "no_bias" in args.variants:
+        invariance.append(
+            "| N | strategy | P(best) b=0.5 | P(best) b=0 | difference |\n|---:|---|---:|---:|---:|"
+        )
+        for n in args.sizes:
+            for entry in strategies(n):
+                if not entry.config.swap or entry.config.strategy == "principle":
+                    continue
+                a, b = results[("base", n, entry.label)], results[("no_bias", n, entry.label)]
+                invariance.append(
+                    f"| {n} | {entry.label} | {a.p_best:.3f} | {b.p_best:.3f} | {a.p_best - b.p_best:+.3f} |"
+                )
+    report = [
+        "# Selection benchmark",
+        "",
+        f"Made by `python -m bench.selection --trials {args.trials}` in {time.perf_counter() - started:.0f} s. "
+        "Simulated judges: bench/simulated_judges.py. ± is one standard error.",
+        "",
+        *sections,
+    ]
+    if invariance:
+        report += ["### Bias invariance of swap designs (paired trials)", "", *invariance, ""]
+    (args.out / "selection.md").write_text("\n".join(report))
+    plot(results, args.sizes, args.out / "selection.png")
+    print(f"wrote {args.out / 'selection.md'} and {args.out / 'selection.png'}")
+
+
+if __name__ == "__main__":
+    main()

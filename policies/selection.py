@@ -1,0 +1,364 @@
+"""Best-of-N selection: run the judges through a pair design and turn their verdicts into one choice.
+
+The judges are plain async callables over candidate indices, so the router (real judges behind Ray Serve
+handles) and the benchmark (simulated judges) run exactly this code:
+
+    pairwise(first, second) -> PairwiseResult      # one call, ``first`` shown as response 1
+    principle(index)        -> Sequence[PrincipleResult]   # every principle for one candidate, one request
+
+Every call of a round is awaited concurrently. A call that raises, times out or returns a failure counts as a
+failed call and is retried (within the budget) up to ``retries`` times; comparisons with no verdict in either
+order are simply missing for Bradley–Terry. Randomness (tie-breaks, random orders, Thompson draws) comes from
+one generator seeded by ``seed``, so the same seed and the same judge outputs give the same choice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from policies import bradley_terry as bt
+from policies.debias import Comparison, combine_results, swap_inconsistency
+from policies.ensemble import EnsembleWeights, combine, standardize
+from policies.pairings import DESIGNS, Adaptive, DesignState, PairDesign, Swiss
+from policies.verdicts import PairwiseResult, PrincipleResult
+
+PairwiseJudge = Callable[[int, int], Awaitable[PairwiseResult]]
+PrincipleJudge = Callable[[int], Awaitable[Sequence[PrincipleResult]]]
+Strategy = Literal["principle", "circular", "knockout", "swiss", "round_robin", "adaptive"]
+
+
+class SelectionConfig(BaseModel):
+    """How to choose. Every field has a default; the defaults are what the benchmark calls "adaptive"."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    strategy: Strategy = "adaptive"
+    swap: bool = Field(default=True, description="judge every pair in both orders and average (removes bias)")
+    max_pairwise_calls: int | None = Field(
+        default=None, ge=0, description="budget of pairwise calls, retries included; None = the design's own"
+    )
+    use_principle: bool = Field(default=True, description="call the principle judge when one is given")
+    weights: EnsembleWeights = EnsembleWeights()
+    outcome_mode: bt.OutcomeMode = "scaled"
+    bt_alpha: float = Field(default=0.1, gt=0.0, description="Bradley–Terry L2 penalty (prior precision / 2)")
+    principle_prior: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="scale of the standardised principle reward used as the BT prior mean",
+    )
+    retries: int = Field(default=1, ge=0, le=5, description="extra attempts for a failed call")
+    call_timeout_s: float | None = Field(default=None, gt=0.0)
+    seed: int = 0
+    swiss_rounds: int | None = Field(default=None, ge=1)
+    adaptive_pairs_per_round: int | None = Field(default=None, ge=1)
+    adaptive_stop_confidence: float = Field(default=0.97, gt=0.5, le=1.0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SelectionConfig:
+        if self.strategy == "principle" and not self.use_principle:
+            raise ValueError("strategy 'principle' needs use_principle=true")
+        return self
+
+    def default_budget(self, n: int) -> int | None:
+        """The adaptive design needs a budget: 4 calls per candidate unless told otherwise."""
+        if self.max_pairwise_calls is not None:
+            return self.max_pairwise_calls
+        return 4 * n if self.strategy == "adaptive" else None
+
+    def make_design(self) -> PairDesign | None:
+        if self.strategy == "principle":
+            return None
+        if self.strategy == "swiss":
+            return Swiss(rounds=self.swiss_rounds)
+        if self.strategy == "adaptive":
+            return Adaptive(
+                pairs_per_round=self.adaptive_pairs_per_round, stop_confidence=self.adaptive_stop_confidence
+            )
+        return DESIGNS[self.strategy]()
+
+
+class CandidateScore(BaseModel):
+    index: int
+    rank: int = Field(description="1 = chosen")
+    score: float = Field(description="ensemble score used for the ranking")
+    strength: float | None = Field(default=None, description="Bradley–Terry strength (log-odds units)")
+    strength_stderr: float | None = None
+    p_best: float | None = Field(default=None, description="posterior probability of being the strongest")
+    principle_reward: float | None = Field(default=None, description="mean reward over the valid principles")
+    helpfulness: float | None = Field(default=None, description="mean 1–5 helpfulness from pairwise calls")
+    wins: float = 0.0
+    losses: float = 0.0
+
+
+class SelectionResult(BaseModel):
+    best: int
+    ranking: list[int]
+    candidates: list[CandidateScore]
+    comparisons: list[Comparison]
+    principle_results: list[list[PrincipleResult]]
+    pairwise_calls: int
+    principle_calls: int
+    failed_calls: int
+    rounds: int
+    swap_inconsistency: float | None
+    degraded: list[str] = Field(default_factory=list, description="why the answer rests on less than asked")
+    elapsed_s: float
+
+
+class _Budget:
+    """Pairwise calls left. asyncio runs one coroutine at a time, so a plain counter is race-free."""
+
+    def __init__(self, calls: int | None) -> None:
+        self.left = calls
+
+    def take(self) -> bool:
+        if self.left is None:
+            return True
+        if self.left <= 0:
+            return False
+        self.left -= 1
+        return True
+
+
+async def _call_with_retries(
+    make_call: Callable[[], Awaitable[PairwiseResult]], budget: _Budget, config: SelectionConfig
+) -> list[PairwiseResult]:
+    results: list[PairwiseResult] = []
+    for _ in range(1 + config.retries):
+        if not budget.take():
+            break
+        try:
+            result = await asyncio.wait_for(make_call(), config.call_timeout_s)
+        except TimeoutError:
+            result = PairwiseResult(failure=f"judge call timed out after {config.call_timeout_s} s")
+        except Exception as exc:  # a judge that is down is a failed call, not a failed selection
+            result = PairwiseResult(failure=f"judge error: {type(exc).__name__}: {exc}")
+        results.append(result)
+        if result.ok:
+            break
+    return results
+
+
+async def _principle_call(
+    judge: PrincipleJudge, index: int, config: SelectionConfig
+) -> tuple[list[PrincipleResult], bool]:
+    """All principles for one candidate; a raised error becomes (no results, failed)."""
+    try:
+        return list(await asyncio.wait_for(judge(index), config.call_timeout_s)), True
+    except Exception:  # includes TimeoutError: the pairwise judge can still decide
+        return [], False
+
+
+async def _run_round(
+    pairs: Sequence[tuple[int, int]],
+    judge: PairwiseJudge,
+    budget: _Budget,
+    config: SelectionConfig,
+    rng: np.random.Generator,
+    round_index: int,
+) -> list[Comparison]:
+    async def one_pair(i: int, j: int) -> Comparison:
+        if config.swap:
+            forward, backward = await asyncio.gather(
+                _call_with_retries(lambda: judge(i, j), budget, config),
+                _call_with_retries(lambda: judge(j, i), budget, config),
+            )
+            return combine_results(i, j, forward, backward, round=round_index)
+        results = await _call_with_retries(lambda: judge(i, j), budget, config)
+        return combine_results(i, j, results, [], round=round_index)
+
+    oriented = []
+    for i, j in pairs:
+        # Without swapping, a random order spreads the position bias instead of always favouring one side.
+        if not config.swap and rng.random() < 0.5:
+            i, j = j, i
+        oriented.append((i, j))
+    return list(await asyncio.gather(*(one_pair(i, j) for i, j in oriented)))
+
+
+def _principle_means(results: Sequence[Sequence[PrincipleResult]], n: int) -> np.ndarray:
+    means = np.full(n, np.nan)
+    for k, per_candidate in enumerate(results):
+        rewards = [r.reward for r in per_candidate if r.reward is not None]
+        if rewards:
+            means[k] = float(np.mean(rewards))
+    return means
+
+
+async def select_best(
+    n: int,
+    pairwise: PairwiseJudge | None,
+    principle: PrincipleJudge | None = None,
+    config: SelectionConfig | None = None,
+) -> SelectionResult:
+    """Choose the best of ``n`` candidates (indices 0..n−1) with the given judges; see the module docstring."""
+    config = config or SelectionConfig()
+    started = time.perf_counter()
+    if n < 1:
+        raise ValueError("n must be at least 1")
+    rng = np.random.default_rng(config.seed)
+    tiebreak = np.argsort(rng.permutation(n))
+    degraded: list[str] = []
+    design = config.make_design() if n > 1 else None
+    if design is not None and pairwise is None:
+        degraded.append(f"no pairwise judge: strategy {config.strategy!r} fell back to principle rewards")
+        design = None
+    want_principle = n > 1 and config.use_principle and principle is not None
+    if n > 1 and design is None and not want_principle:
+        raise ValueError("no usable judge: give a pairwise judge, or a principle judge with use_principle")
+
+    budget = _Budget(config.default_budget(n))
+    calls_per_pair = 2 if config.swap else 1
+    comparisons: list[Comparison] = []
+    principle_results: list[list[PrincipleResult]] = [[] for _ in range(n)]
+    principle_ok = np.zeros(n, dtype=bool)
+    rounds = 0  # every batch of concurrent calls, principle rounds included
+    pair_rounds = 0
+    prior = None
+
+    async def principle_round() -> None:
+        assert principle is not None
+        answers = await asyncio.gather(*(_principle_call(principle, k, config) for k in range(n)))
+        for k, (results, ok) in enumerate(answers):
+            principle_results[k] = results
+            principle_ok[k] = ok
+
+    principle_task: asyncio.Task[None] | None = None
+    if want_principle:
+        if design is None or design.wants_prior_first:
+            await principle_round()
+            rounds += 1
+        else:
+            # The design does not need the rewards to plan: overlap them with the first pairwise round.
+            principle_task = asyncio.ensure_future(principle_round())
+    principle_means = _principle_means(principle_results, n)
+    if want_principle and principle_task is None and np.isfinite(principle_means).any():
+        prior = config.principle_prior * standardize(principle_means)
+
+    while design is not None:
+        pairs_left = None if budget.left is None else budget.left // calls_per_pair
+        state = DesignState(
+            n=n,
+            comparisons=comparisons,
+            rng=rng,
+            tiebreak=tiebreak,
+            pairs_left=pairs_left,
+            prior=prior,
+            outcome_mode=config.outcome_mode,
+            alpha=config.bt_alpha,
+            round=pair_rounds,
+        )
+        pairs = design.next_pairs(state)
+        if pairs_left is not None:
+            pairs = pairs[:pairs_left]
+        if not pairs:
+            break
+        comparisons.extend(await _run_round(pairs, pairwise, budget, config, rng, rounds))  # type: ignore[arg-type]
+        rounds += 1
+        pair_rounds += 1
+        if principle_task is not None:
+            await principle_task
+            principle_task = None
+    if principle_task is not None:  # a design that planned no pairs at all
+        await principle_task
+        rounds += 1
+    principle_means = _principle_means(principle_results, n)
+
+    result = _score(
+        n, config, design, comparisons, principle_results, principle_means, prior, rng, tiebreak, degraded
+    )
+    pairwise_calls = sum(c.calls for c in comparisons)
+    failed = sum(c.failures for c in comparisons) + int(want_principle) * int((~principle_ok).sum())
+    if want_principle and not principle_ok.any():
+        degraded.append("principle judge failed on every candidate")
+    if comparisons and all(c.margin is None for c in comparisons):
+        degraded.append("pairwise judge gave no usable verdict")
+    return SelectionResult(
+        best=result[0],
+        ranking=result[1],
+        candidates=result[2],
+        comparisons=comparisons,
+        principle_results=principle_results,
+        pairwise_calls=pairwise_calls,
+        principle_calls=n if want_principle else 0,
+        failed_calls=failed,
+        rounds=rounds,
+        swap_inconsistency=swap_inconsistency(comparisons),
+        degraded=degraded,
+        elapsed_s=time.perf_counter() - started,
+    )
+
+
+def _score(
+    n: int,
+    config: SelectionConfig,
+    design: PairDesign | None,
+    comparisons: list[Comparison],
+    principle_results: list[list[PrincipleResult]],
+    principle_means: np.ndarray,
+    prior: np.ndarray | None,
+    rng: np.random.Generator,
+    tiebreak: np.ndarray,
+    degraded: list[str],
+) -> tuple[int, list[int], list[CandidateScore]]:
+    judged = [c for c in comparisons if c.margin is not None]
+    strength = stderr = p_best = None
+    if judged:
+        obs = bt.outcomes_from_comparisons(judged, config.outcome_mode)
+        fitted = bt.fit(n, obs, alpha=config.bt_alpha)
+        strength, stderr = fitted.theta, fitted.stderr
+        p_best = fitted.p_best(rng)
+    wins = np.zeros(n)
+    losses = np.zeros(n)
+    helpful: list[list[float]] = [[] for _ in range(n)]
+    for c in judged:
+        assert c.margin is not None
+        if c.margin > 0:
+            wins[c.i] += 1
+            losses[c.j] += 1
+        elif c.margin < 0:
+            wins[c.j] += 1
+            losses[c.i] += 1
+        else:
+            wins[[c.i, c.j]] += 0.5
+            losses[[c.i, c.j]] += 0.5
+        for k, s in ((c.i, c.score_i), (c.j, c.score_j)):
+            if s is not None:
+                helpful[k].append(s)
+
+    helpfulness = np.array([np.mean(h) if h else np.nan for h in helpful])
+    principle_signal = principle_means if np.isfinite(principle_means).any() else None
+    if strength is None and principle_signal is not None:
+        score = standardize(principle_signal)  # principle-only: the weights have nothing to balance
+    else:
+        score = combine(n, config.weights, strength, principle_signal, helpfulness)
+    state = DesignState(n=n, comparisons=comparisons, rng=rng, tiebreak=tiebreak, prior=prior)
+    ranking = sorted(range(n), key=lambda k: (-score[k], tiebreak[k]))
+    champion = design.champion(state) if design is not None else None
+    if champion is not None and champion != ranking[0]:
+        ranking.remove(champion)
+        ranking.insert(0, champion)
+
+    rank_of = {k: r + 1 for r, k in enumerate(ranking)}
+    candidates = [
+        CandidateScore(
+            index=k,
+            rank=rank_of[k],
+            score=float(score[k]),
+            strength=None if strength is None else float(strength[k]),
+            strength_stderr=None if stderr is None else float(stderr[k]),
+            p_best=None if p_best is None else float(p_best[k]),
+            principle_reward=float(principle_means[k]) if np.isfinite(principle_means[k]) else None,
+            helpfulness=float(helpfulness[k]) if helpful[k] else None,
+            wins=float(wins[k]),
+            losses=float(losses[k]),
+        )
+        for k in range(n)
+    ]
+    return ranking[0], ranking, candidates

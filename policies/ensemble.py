@@ -47,10 +47,13 @@ def standardize(values: NDArray[np.float64]) -> NDArray[np.float64]:
     present = np.isfinite(x)
     if present.sum() < 2:
         return out
-    spread = x[present].std()
-    if spread == 0:
+    values_present = x[present]
+    centre = values_present.mean()
+    spread = values_present.std()
+    # Rounding leaves a spread of ~1e-17 on equal values: that is a constant signal, not information.
+    if spread <= 1e-12 * max(1.0, float(np.abs(values_present).max())):
         return out
-    out[present] = (x[present] - x[present].mean()) / spread
+    out[present] = (values_present - centre) / spread
     return out
 
 

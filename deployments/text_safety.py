@@ -1,0 +1,227 @@
+"""Neutralising untrusted text before it goes into a judge prompt.
+
+Candidates come from policies under RL training, which learn to exploit their judge. Two attacks matter:
+
+1. **Control strings.** A tokenizer turns ``<|im_end|>``, ``</think>`` and friends into real special tokens when
+   they appear in text, so a candidate could close its own turn and write the judge's answer. Some tokenizers
+   normalise (NFKC) before matching added tokens, so fullwidth look-alikes (``＜｜im_end｜＞``) are just as
+   dangerous, and a model may still *read* a string with zero-width characters inside as the control string.
+2. **Section delimiters.** The "rendered" prompts quote untrusted text between marker lines
+   (``<<<BEGIN RESPONSE 1>>>`` … ``<<<END RESPONSE 1>>>``). A candidate that writes the closing marker could end
+   its section early and append text that looks like the project's own instructions.
+
+Matching happens on a *skeleton* of the text: each character is NFKD-decomposed, combining marks and invisible
+characters are dropped, and the result is case-folded. This catches look-alikes, zero-width insertions and case
+variants with one set of patterns. Only the matched spans are rewritten; all other text is left byte-identical,
+so benign candidates reach the judge unchanged.
+
+Rewriting rule: inside a matched span, every character whose skeleton is one of ``< > | [ ]`` is replaced by a
+visible look-alike that no normalisation maps back (``‹ › ¦ ⁅ ⁆``), and invisible characters are removed. So
+``<|im_end|>`` becomes ``‹¦im_end¦›`` and ``<<<END RESPONSE 1>>>`` becomes ``‹‹‹END RESPONSE 1>>>``: still
+readable to the judge, useless as structure. Because every pattern needs at least one of those characters and the
+substitutes are not among them, the rewrite terminates and ``neutralize`` is idempotent.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+
+#: Control strings of ChatML / Qwen3 templates. Always applied; callers can add more (e.g. a tokenizer's
+#: ``all_special_tokens``). Any other ``<|...|>``-shaped string is caught by a generic pattern.
+DEFAULT_SPECIAL_TOKENS: tuple[str, ...] = (
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|endoftext|>",
+    "<think>",
+    "</think>",
+    "<tool_call>",
+    "</tool_call>",
+    "<tool_response>",
+    "</tool_response>",
+)
+
+#: Structural character -> visible substitute. The substitutes are NFKC-stable and not look-alikes in the
+#: skeleton sense, so a rewritten span can never match again.
+SUBSTITUTES: dict[str, str] = {"<": "\u2039", ">": "\u203a", "|": "\u00a6", "[": "\u2045", "]": "\u2046"}
+_UNSUBSTITUTE = str.maketrans({v: k for k, v in SUBSTITUTES.items()})
+#: Used only for caller-supplied special tokens that contain none of the structural characters.
+_BREAK = "\u00b7"
+
+# Invisible characters that are not in Unicode category Cf but render as nothing (or as blank space).
+_EXTRA_INVISIBLE = frozenset("\u034f\u115f\u1160\u17b4\u17b5\u180e\u2800\u3164\uffa0")
+
+
+def _is_invisible(ch: str) -> bool:
+    cp = ord(ch)
+    return (
+        unicodedata.category(ch) == "Cf"
+        or ch in _EXTRA_INVISIBLE
+        or 0xFE00 <= cp <= 0xFE0F  # variation selectors
+        or 0xE0100 <= cp <= 0xE01EF  # variation selectors supplement
+    )
+
+
+@lru_cache(maxsize=65536)
+def _char_skeleton(ch: str) -> str:
+    """What one character contributes to the matching skeleton (possibly nothing, possibly several chars)."""
+    if ch.isascii():
+        return ch.lower()
+    if _is_invisible(ch):
+        return ""
+    parts = (c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c) and not _is_invisible(c))
+    return "".join(parts).casefold()
+
+
+def _skeleton(text: str) -> tuple[str, list[int] | None]:
+    """The skeleton and, for non-ASCII text, the index of the original character behind each skeleton char."""
+    if text.isascii():  # fast path: skeleton is just lower-case, positions are identical
+        return text.lower(), None
+    pieces: list[str] = []
+    owner: list[int] = []
+    for i, ch in enumerate(text):
+        sk = _char_skeleton(ch)
+        if sk:
+            pieces.append(sk)
+            owner.extend([i] * len(sk))
+    return "".join(pieces), owner
+
+
+# --- section delimiters of the rendered prompts ----------------------------------------------------------------
+
+#: Section names used by the project's rendered prompts. Every marker built from them is recognised (and
+#: therefore defused) by the delimiter patterns below; tests check that.
+SECTION_NAMES: tuple[str, ...] = ("CONVERSATION", "RESPONSE", "RESPONSE 1", "RESPONSE 2", "PRINCIPLE")
+TURN_NAMES: tuple[str, ...] = ("SYSTEM", "USER", "ASSISTANT")
+
+
+def open_marker(name: str) -> str:
+    return f"<<<BEGIN {name}>>>"
+
+
+def close_marker(name: str) -> str:
+    return f"<<<END {name}>>>"
+
+
+def turn_marker(role: str) -> str:
+    return f"<<<{role.upper()}>>>"
+
+
+def section(name: str, body: str) -> str:
+    """Quote ``body`` (already neutralised) between the open/close markers of ``name``."""
+    if name not in SECTION_NAMES:
+        raise ValueError(f"unknown section {name!r}; add it to SECTION_NAMES so forgeries of it are caught")
+    return f"{open_marker(name)}\n{body}\n{close_marker(name)}"
+
+
+# Patterns run on the lower-case skeleton. `(?![a-z])` instead of `\b` so that "end_response" still counts.
+_ACTION = r"(?:begin|end|start|stop)(?![a-z])"
+_NAME = r"(?:conversation|responses?|principle|user|assistant|system|turn)(?![a-z])"
+_PHRASE = rf"{_ACTION}[\s_\-]*(?:of[\s_\-]+)?(?:the[\s_\-]+)?{_NAME}"
+# "<<<END RESPONSE 1", "<< end_response", "<<</response>>>", "<<<USER>>>": two or more '<' then a marker phrase.
+# The closing brackets are taken along when present, so the whole marker is defused in one go.
+_DELIM_OPEN = rf"<(?:\s*<)+\s*/?\s*(?:{_PHRASE}|{_NAME}[\s_\-\d]*(?=\s*>))(?:[^<>\n]{{0,20}}?>(?:\s*>)*)?"
+# "END RESPONSE 1>>>" without the opening brackets.
+_DELIM_CLOSE = rf"(?<![a-z]){_PHRASE}[^<>\n]{{0,20}}?>\s*>"
+# Any ChatML-style control token, known or not (e.g. "<|fim_prefix|>", DeepSeek's fullwidth-bar tokens).
+_GENERIC_CONTROL = r"<\|[^|<>\s]{1,64}\|>"
+
+_STRUCTURAL = frozenset(SUBSTITUTES)
+
+
+@lru_cache(maxsize=64)
+def _pattern(extra: tuple[str, ...]) -> re.Pattern[str]:
+    tokens = {_skeleton(t)[0] for t in (*DEFAULT_SPECIAL_TOKENS, *extra) if t and t.strip()}
+    # Single characters cannot be told apart from ordinary text; longest first so the regex prefers full tokens.
+    literals = sorted((t for t in tokens if len(t) >= 2), key=lambda t: (-len(t), t))
+    alternatives = [*(re.escape(t) for t in literals), _GENERIC_CONTROL, _DELIM_OPEN, _DELIM_CLOSE]
+    return re.compile("|".join(alternatives))
+
+
+def _defuse(span: str) -> str:
+    """Rewrite one matched span so that its skeleton no longer matches anything (see module docstring)."""
+    out: list[str] = []
+    for ch in unicodedata.normalize("NFKC", span):
+        if _is_invisible(ch):
+            continue
+        sk = _char_skeleton(ch)
+        out.append(next((SUBSTITUTES[c] for c in sk if c in _STRUCTURAL), ch))
+    text = "".join(out)
+    if not any(c in _STRUCTURAL for c in _skeleton(span)[0]):
+        # A caller-supplied token with no brackets or bars: break it up visibly instead.
+        text = _BREAK.join(text)
+    return text
+
+
+def _spans(text: str, pattern: re.Pattern[str]) -> list[tuple[int, int]]:
+    """Matched spans in original-text coordinates, merged where they share characters."""
+    skel, owner = _skeleton(text)
+    spans: list[tuple[int, int]] = []
+    for m in pattern.finditer(skel):
+        if m.end() == m.start():
+            continue
+        start, end = (m.start(), m.end()) if owner is None else (owner[m.start()], owner[m.end() - 1] + 1)
+        if spans and start < spans[-1][1]:  # one original char expanded into two matches
+            spans[-1] = (spans[-1][0], max(end, spans[-1][1]))
+        else:
+            spans.append((start, end))
+    return spans
+
+
+def _normalise_tokens(special_tokens: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted(set(special_tokens)))
+
+
+def neutralize(text: str, special_tokens: Iterable[str] = ()) -> str:
+    """Return ``text`` with every control string and section-delimiter forgery defused.
+
+    ``special_tokens`` adds to :data:`DEFAULT_SPECIAL_TOKENS` (which always apply). Text without such strings is
+    returned unchanged; the result is a fixed point (``neutralize(neutralize(t)) == neutralize(t)``).
+    """
+    pattern = _pattern(_normalise_tokens(special_tokens))
+    # Every built-in pattern needs a structural character and each pass removes at least one, so this ends; real
+    # inputs take one to four passes.
+    for _ in range(64):
+        spans = _spans(text, pattern)
+        if not spans:
+            return text
+        for start, end in reversed(spans):
+            text = text[:start] + _defuse(text[start:end]) + text[end:]
+    # Only conceivable with odd caller-supplied tokens: never fail on candidate text, defuse all of it instead.
+    return _defuse(text)
+
+
+def control_strings(text: str, special_tokens: Iterable[str] = ()) -> list[str]:
+    """The substrings of ``text`` that :func:`neutralize` would rewrite (empty for safe text)."""
+    pattern = _pattern(_normalise_tokens(special_tokens))
+    return [text[s:e] for s, e in _spans(text, pattern)]
+
+
+def neutralize_all(texts: Sequence[str], special_tokens: Iterable[str] = ()) -> list[str]:
+    tokens = _normalise_tokens(special_tokens)
+    return [neutralize(t, tokens) for t in texts]
+
+
+# --- echo detection ---------------------------------------------------------------------------------------------
+
+
+def echo_key(text: str) -> str:
+    """Canonical form for "did the judge copy this from untrusted text?" comparisons.
+
+    NFKC, invisible characters dropped, neutralisation substitutes mapped back (the judge saw the neutralised
+    text, the caller may pass the original), case-folded, and all whitespace removed, so that re-indenting a
+    copied JSON object or re-wrapping a copied paragraph does not hide the copy.
+    """
+    s = unicodedata.normalize("NFKC", text)
+    s = "".join(c for c in s if not _is_invisible(c)).translate(_UNSUBSTITUTE).casefold()
+    return "".join(s.split())
+
+
+def occurs_in_untrusted(snippet: str, untrusted: Iterable[str]) -> bool:
+    """True when ``snippet`` (compared via :func:`echo_key`) appears verbatim inside any untrusted text."""
+    key = echo_key(snippet)
+    if not key:
+        return False
+    return any(key in echo_key(u) for u in untrusted)

@@ -65,6 +65,7 @@ def strategies(n: int) -> list[Entry]:
 
 @dataclass
 class Cell:
+    hits: np.ndarray  # per trial: did the strategy select the true best?
     p_best: float
     p_best_se: float
     regret: float
@@ -91,6 +92,7 @@ async def run_cell(entry: Entry, model: JudgeModel, n: int, trials: int, seed: i
         rounds.append(result.rounds)
     p = float(np.mean(hits))
     return Cell(
+        hits=np.asarray(hits, dtype=np.float64),
         p_best=p,
         p_best_se=math.sqrt(p * (1 - p) / trials),
         regret=float(np.mean(regrets)),
@@ -115,6 +117,7 @@ def table(rows: list[tuple[str, Cell]]) -> str:
 
 def plot(results: dict[tuple[str, int, str], Cell], sizes: list[int], path: Path) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -131,6 +134,9 @@ def plot(results: dict[tuple[str, int, str], Cell], sizes: list[int], path: Path
         if principle is not None:
             ax.axhline(principle.p_best, color="grey", linestyle=":", label="principle only (0 pairwise)")
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xticks([8, 16, 32, 64, 128, 256, 512, 1024])
         ax.set_xlabel("pairwise judge calls per selection (log scale)")
         ax.set_ylabel("P(select the true best)")
         ax.set_title(f"N = {n} candidates (base judge: s=0.707, b=0.5)")
@@ -150,6 +156,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[8, 16, 32])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--invariance-trials", type=int, default=2000, help="0 skips the bias-invariance check")
+    parser.add_argument("--invariance-sizes", type=int, nargs="+", default=[8, 16])
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
@@ -173,18 +181,27 @@ def main() -> None:
             sections.append(f"### {variant}, N = {n} ({args.trials} trials)\n\n{table(rows)}\n")
 
     invariance = []
-    if "base" in args.variants and "no_bias" in args.variants:
-        invariance.append(
-            "| N | strategy | P(best) b=0.5 | P(best) b=0 | difference |\n|---:|---|---:|---:|---:|"
-        )
-        for n in args.sizes:
+    if args.invariance_trials:
+        invariance = [
+            "| N | strategy | P(best) b=0.5 | P(best) b=0 | difference ± paired s.e. |",
+            "|---:|---|---:|---:|---:|",
+        ]
+        for n in args.invariance_sizes:
             for entry in strategies(n):
-                if not entry.config.swap or entry.config.strategy == "principle":
+                if not entry.config.swap or entry.uses_principle or entry.config.strategy == "principle":
                     continue
-                a, b = results[("base", n, entry.label)], results[("no_bias", n, entry.label)]
-                invariance.append(
-                    f"| {n} | {entry.label} | {a.p_best:.3f} | {b.p_best:.3f} | {a.p_best - b.p_best:+.3f} |"
+                biased, unbiased = (
+                    asyncio.run(run_cell(entry, VARIANTS[v], n, args.invariance_trials, args.seed))
+                    for v in ("base", "no_bias")
                 )
+                diff = biased.hits - unbiased.hits
+                se = float(diff.std(ddof=1) / math.sqrt(len(diff)))
+                invariance.append(
+                    f"| {n} | {entry.label} | {biased.p_best:.3f} | {unbiased.p_best:.3f} "
+                    f"| {diff.mean():+.3f} ± {se:.3f} |"
+                )
+                print(f"invariance N={n} {entry.label}: {diff.mean():+.3f} ± {se:.3f}", flush=True)
+
     report = [
         "# Selection benchmark",
         "",
@@ -194,7 +211,13 @@ def main() -> None:
         *sections,
     ]
     if invariance:
-        report += ["### Bias invariance of swap designs (paired trials)", "", *invariance, ""]
+        report += [
+            f"### Bias invariance of swap designs ({args.invariance_trials} paired trials: same qualities and noise "
+            "stream, bias 0.5 against 0)",
+            "",
+            *invariance,
+            "",
+        ]
     (args.out / "selection.md").write_text("\n".join(report))
     plot(results, args.sizes, args.out / "selection.png")
     print(f"wrote {args.out / 'selection.md'} and {args.out / 'selection.png'}")

@@ -8,8 +8,8 @@ candidates, in pairs (each pair is two calls when both orders are judged):
 - knockout: N − 1 pairs in ⌈log2 N⌉ rounds, winners advance;
 - Swiss: R rounds of ⌊N/2⌋ pairs, neighbours in the current standings meet, no rematches where avoidable;
 - round-robin: N(N − 1)/2 pairs in one round, ordered as a circle-method schedule so that any prefix is balanced;
-- adaptive: spends a budget on the candidates still in contention (top-two Thompson sampling on the
-  Bradley–Terry posterior), optionally seeded by principle rewards.
+- adaptive: spends a budget on the candidates still in contention (ranked by their posterior probability of being
+  the best under Bradley–Terry), optionally seeded by principle rewards.
 """
 
 from __future__ import annotations
@@ -189,13 +189,15 @@ class Swiss(PairDesign):
 
 
 class Adaptive(PairDesign):
-    """Best-arm identification under a budget: top-two Thompson sampling on the Bradley–Terry posterior.
+    """Best-arm identification under a call budget: the candidates that could still be the best meet each other.
 
-    Round one is a perfect matching (by the prior's order when there is one, so that close candidates meet;
-    else random). Every later round fits Bradley–Terry to all verdicts so far, draws strengths from its
-    Laplace posterior, and for each slot takes the leader of one draw against the leader of another draw that
-    disagrees — so calls go to the candidates that could still be the best, in proportion to that chance. It
-    stops early once one candidate is the best with probability ``stop_confidence``.
+    Round one is a partial matching (by the prior's order when there is one, so that close candidates meet; else
+    random). Every later round fits Bradley–Terry to all verdicts so far and estimates each candidate's P(best)
+    from draws of its Laplace posterior. Candidates not judged yet meet the current leader first, so nobody is
+    dropped unseen; the remaining slots go to pairs among the contenders in order of P(best) — (1, 2), (1, 3),
+    (2, 3), (1, 4), … — each pair judged at most ``max_repeats`` times. The design stops early once one candidate
+    is the best with probability ``stop_confidence``. Rounds hold N/4 pairs: narrower rounds adapt more often
+    (better choices per call) at the price of more sequential rounds (bench/selection.py measured both).
     """
 
     wants_prior_first = True
@@ -216,34 +218,32 @@ class Adaptive(PairDesign):
         n = state.n
         if n < 2 or state.pairs_left == 0:
             return []
-        # Narrow rounds adapt more often; N/4 pairs measured best at N = 16 (bench/selection.py).
         width = self.pairs_per_round or max(1, n // 4)
         if not state.comparisons:
             order = state.order(state.prior) if state.prior is not None else list(state.rng.permutation(n))
             return [(order[k], order[k + 1]) for k in range(0, n - 1, 2)][:width]
 
         fit = state.fit
-        draws = state.rng.multivariate_normal(fit.theta, fit.covariance, size=self.samples, method="cholesky")
-        leaders = np.argmax(draws, axis=1)
-        if np.bincount(leaders, minlength=n).max() >= self.stop_confidence * self.samples:
+        p_best = fit.p_best(state.rng, self.samples)
+        if p_best.max() >= self.stop_confidence:
             return []
+        # Contenders first; P(best) ties (common far down the list) fall back to the fitted strength.
+        ranked = sorted(range(n), key=lambda k: (-p_best[k], -fit.theta[k], state.tiebreak[k]))
         played = Counter(frozenset((c.i, c.j)) for c in state.comparisons)
+        judged = {k for c in state.comparisons for k in (c.i, c.j)}
+        leader = ranked[0]
+        wanted = [(leader, k) for k in ranked if k not in judged]
+        wanted += [(ranked[a], ranked[b]) for b in range(1, n) for a in range(b)]
         pairs: list[Pair] = []
         chosen: set[frozenset[int]] = set()
-        for s in range(self.samples):
-            if len(pairs) >= width:
-                break
-            a = int(leaders[s])
-            # The challenger: the leader of the next draw that disagrees with this one.
-            rivals = leaders[s + 1 :][leaders[s + 1 :] != a]
-            if rivals.size == 0:
-                continue
-            b = int(rivals[0])
+        for a, b in wanted:
             key = frozenset((a, b))
-            if key in chosen or played[key] >= self.max_repeats:
+            if a == b or key in chosen or played[key] >= self.max_repeats:
                 continue
             chosen.add(key)
             pairs.append((a, b) if state.tiebreak[a] < state.tiebreak[b] else (b, a))
+            if len(pairs) == width:
+                break
         return pairs
 
 

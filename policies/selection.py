@@ -8,7 +8,7 @@ handles) and the benchmark (simulated judges) run exactly this code:
 
 Every call of a round is awaited concurrently. A call that raises, times out or returns a failure counts as a
 failed call and is retried (within the budget) up to ``retries`` times; comparisons with no verdict in either
-order are simply missing for Bradley–Terry. Randomness (tie-breaks, random orders, Thompson draws) comes from
+order are simply missing for Bradley–Terry. Randomness (tie-breaks, random orders, posterior draws) comes from
 one generator seeded by ``seed``, so the same seed and the same judge outputs give the same choice.
 """
 

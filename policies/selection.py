@@ -270,24 +270,32 @@ async def select_best(
         rounds += 1
     principle_means = _principle_means(principle_results, n)
 
-    result = _score(
-        n, config, design, comparisons, principle_results, principle_means, prior, rng, tiebreak, degraded
-    )
+    best, ranking, candidates = _score(n, config, design, comparisons, principle_means, prior, rng, tiebreak)
     pairwise_calls = sum(c.calls for c in comparisons)
-    failed = sum(c.failures for c in comparisons) + int(want_principle) * int((~principle_ok).sum())
-    if want_principle and not principle_ok.any():
-        degraded.append("principle judge failed on every candidate")
-    if comparisons and all(c.margin is None for c in comparisons):
-        degraded.append("pairwise judge gave no usable verdict")
+    pairwise_failed = sum(c.failures for c in comparisons)
+    # A principle request fails as a whole (raised, timed out) or per principle (no readable judgement).
+    principle_failed = 0
+    if want_principle:
+        principle_failed = int((~principle_ok).sum()) + sum(not r.ok for rs in principle_results for r in rs)
+    if pairwise_failed:
+        degraded.append(f"{pairwise_failed} of {pairwise_calls} pairwise calls failed")
+        if all(c.margin is None for c in comparisons):
+            degraded.append("pairwise judge gave no usable verdict")
+    if want_principle:
+        missing = int((~np.isfinite(principle_means)).sum())
+        if missing == n:
+            degraded.append("principle judge gave no usable reward")
+        elif missing:
+            degraded.append(f"{missing} of {n} candidates have no principle reward")
     return SelectionResult(
-        best=result[0],
-        ranking=result[1],
-        candidates=result[2],
+        best=best,
+        ranking=ranking,
+        candidates=candidates,
         comparisons=comparisons,
         principle_results=principle_results,
         pairwise_calls=pairwise_calls,
         principle_calls=n if want_principle else 0,
-        failed_calls=failed,
+        failed_calls=pairwise_failed + principle_failed,
         rounds=rounds,
         swap_inconsistency=swap_inconsistency(comparisons),
         degraded=degraded,
@@ -300,12 +308,10 @@ def _score(
     config: SelectionConfig,
     design: PairDesign | None,
     comparisons: list[Comparison],
-    principle_results: list[list[PrincipleResult]],
     principle_means: np.ndarray,
     prior: np.ndarray | None,
     rng: np.random.Generator,
     tiebreak: np.ndarray,
-    degraded: list[str],
 ) -> tuple[int, list[int], list[CandidateScore]]:
     judged = [c for c in comparisons if c.margin is not None]
     strength = stderr = p_best = None

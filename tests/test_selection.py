@@ -248,3 +248,16 @@ def test_combine_weights_each_standardised_signal() -> None:
         3, EnsembleWeights(pairwise=0.1, principle=1, helpfulness=0), strength, principle
     )
     assert int(np.argmax(principle_heavy)) == 1
+
+
+def test_unreadable_principle_answers_are_counted_and_flagged() -> None:
+    class HalfReadable(ExactJudge):
+        async def principle(self, index: int) -> list[PrincipleResult]:
+            if index % 2:
+                return [PrincipleResult(principle="correctness", failure="no Final Judgement")]
+            return await super().principle(index)
+
+    result = run(4, HalfReadable([0.0, 9.0, 2.0, 1.0]), principle=True, strategy="principle")
+    assert result.failed_calls == 2
+    assert "2 of 4 candidates have no principle reward" in result.degraded
+    assert result.best == 2  # the best readable one; candidate 1 has no reward

@@ -81,9 +81,7 @@ async def run_cell(entry: Entry, model: JudgeModel, n: int, trials: int, seed: i
         quality = trial_rng.normal(size=n)
         judges = SimulatedJudges(quality, model, np.random.default_rng([seed, n, t, 1]))
         config = entry.config.model_copy(update={"seed": t})
-        result = await select_best(
-            n, judges.pairwise, judges.principle if entry.uses_principle else None, config
-        )
+        result = await select_best(n, judges.pairwise, judges.principle if entry.uses_principle else None, config)
         best = int(np.argmax(quality))
         hits.append(result.best == best)
         regrets.append(quality[best] - quality[result.best])
@@ -127,9 +125,7 @@ def plot(results: dict[tuple[str, int, str], Cell], sizes: list[int], path: Path
         for (variant, size, label), cell in results.items():
             if variant != "base" or size != n or label == "principle only":
                 continue
-            ax.errorbar(
-                cell.pairwise_calls, cell.p_best, yerr=cell.p_best_se, fmt="o", capsize=3, label=label
-            )
+            ax.errorbar(cell.pairwise_calls, cell.p_best, yerr=cell.p_best_se, fmt="o", capsize=3, label=label)
         principle = results.get(("base", n, "principle only"))
         if principle is not None:
             ax.axhline(principle.p_best, color="grey", linestyle=":", label="principle only (0 pairwise)")
@@ -149,9 +145,7 @@ def plot(results: dict[tuple[str, int, str], Cell], sizes: list[int], path: Path
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=400)
     parser.add_argument("--sizes", type=int, nargs="+", default=[8, 16, 32])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))

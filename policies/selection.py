@@ -238,7 +238,7 @@ async def select_best(
             # The design does not need the rewards to plan: overlap them with the first pairwise round.
             principle_task = asyncio.ensure_future(principle_round())
     principle_means = _principle_means(principle_results, n)
-    if want_principle and principle_task is None and np.isfinite(principle_means).any():
+    if config.principle_prior > 0 and principle_task is None and np.isfinite(principle_means).any():
         prior = config.principle_prior * standardize(principle_means)
 
     while design is not None:

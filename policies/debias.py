@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from policies.verdicts import PairVerdict, PairwiseResult
@@ -115,3 +116,20 @@ def swap_inconsistency(comparisons: Sequence[Comparison]) -> float | None:
     if not judged:
         return None
     return sum(not ok for ok in judged) / len(judged)
+
+
+def mean_helpfulness(comparisons: Sequence[Comparison], n: int) -> np.ndarray:
+    """Each candidate's mean 1–5 helpfulness over the comparisons it took part in; NaN where it has none.
+
+    Taken from the merged per-comparison scores, so with both orders judged a candidate's first- and second-position
+    scores count equally and a constant first-position score bias cancels.
+    """
+    totals = np.zeros(n)
+    counts = np.zeros(n)
+    for c in comparisons:
+        for k, score in ((c.i, c.score_i), (c.j, c.score_j)):
+            if score is not None:
+                totals[k] += score
+                counts[k] += 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, totals / np.maximum(counts, 1), np.nan)

@@ -23,7 +23,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from policies import bradley_terry as bt
-from policies.debias import Comparison, combine_results, swap_inconsistency
+from policies.debias import Comparison, combine_results, mean_helpfulness, swap_inconsistency
 from policies.ensemble import EnsembleWeights, combine, standardize
 from policies.pairings import DESIGNS, Adaptive, DesignState, PairDesign, Swiss
 from policies.verdicts import PairwiseResult, PrincipleResult
@@ -58,6 +58,9 @@ class SelectionConfig(BaseModel):
     swiss_rounds: int | None = Field(default=None, ge=1)
     adaptive_pairs_per_round: int | None = Field(default=None, ge=1)
     adaptive_stop_confidence: float = Field(default=0.97, gt=0.5, le=1.0)
+    adaptive_helpfulness_prior: float = Field(
+        default=1.0, ge=0.0, description="scale of the standardised mean helpfulness used as the adaptive BT prior"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> SelectionConfig:
@@ -78,7 +81,9 @@ class SelectionConfig(BaseModel):
             return Swiss(rounds=self.swiss_rounds)
         if self.strategy == "adaptive":
             return Adaptive(
-                pairs_per_round=self.adaptive_pairs_per_round, stop_confidence=self.adaptive_stop_confidence
+                pairs_per_round=self.adaptive_pairs_per_round,
+                stop_confidence=self.adaptive_stop_confidence,
+                helpfulness_prior=self.adaptive_helpfulness_prior,
             )
         return DESIGNS[self.strategy]()
 
@@ -322,7 +327,6 @@ def _score(
         p_best = fitted.p_best(rng)
     wins = np.zeros(n)
     losses = np.zeros(n)
-    helpful: list[list[float]] = [[] for _ in range(n)]
     for c in judged:
         assert c.margin is not None
         if c.margin > 0:
@@ -334,11 +338,8 @@ def _score(
         else:
             wins[[c.i, c.j]] += 0.5
             losses[[c.i, c.j]] += 0.5
-        for k, s in ((c.i, c.score_i), (c.j, c.score_j)):
-            if s is not None:
-                helpful[k].append(s)
 
-    helpfulness = np.array([np.mean(h) if h else np.nan for h in helpful])
+    helpfulness = mean_helpfulness(judged, n)
     principle_signal = principle_means if np.isfinite(principle_means).any() else None
     if strength is None and principle_signal is not None:
         score = standardize(principle_signal)  # principle-only: the weights have nothing to balance
@@ -361,7 +362,7 @@ def _score(
             strength_stderr=None if stderr is None else float(stderr[k]),
             p_best=None if p_best is None else float(p_best[k]),
             principle_reward=float(principle_means[k]) if np.isfinite(principle_means[k]) else None,
-            helpfulness=float(helpfulness[k]) if helpful[k] else None,
+            helpfulness=float(helpfulness[k]) if np.isfinite(helpfulness[k]) else None,
             wins=float(wins[k]),
             losses=float(losses[k]),
         )

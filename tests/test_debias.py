@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from policies.debias import combine_orders, combine_results, swap_inconsistency
+from policies.debias import combine_orders, combine_results, mean_helpfulness, swap_inconsistency
 from policies.verdicts import PairVerdict, PairwiseResult
 
 # A true margin t and a constant first-position bias b keep both rankings 3.5 − (±t + b) inside 1..6.
@@ -70,3 +71,13 @@ def test_verdicts_are_range_checked() -> None:
         PairVerdict()
     with pytest.raises(ValueError, match="exactly one"):
         PairwiseResult()
+
+
+@given(st.floats(-1.0, 1.0), st.floats(2.0, 4.0), st.floats(2.0, 4.0))
+def test_mean_helpfulness_cancels_a_first_position_score_bias(bias: float, h0: float, h1: float) -> None:
+    forward = PairVerdict(score_1=h0 + bias, score_2=h1, ranking=3)  # candidate 0 shown first
+    backward = PairVerdict(score_1=h1 + bias, score_2=h0, ranking=4)  # candidate 1 shown first
+    means = mean_helpfulness([combine_orders(0, 1, forward, backward)], 3)
+    np.testing.assert_allclose(means[:2], [h0 + bias / 2, h1 + bias / 2])
+    assert means[0] - means[1] == pytest.approx(h0 - h1)
+    assert np.isnan(means[2])

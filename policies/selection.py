@@ -236,7 +236,8 @@ async def select_best(
 
     principle_task: asyncio.Task[None] | None = None
     if want_principle:
-        if design is None or design.wants_prior_first:
+        # Waiting for the rewards only pays when the design plans with them (a principle prior).
+        if design is None or (design.wants_prior_first and config.principle_prior > 0):
             await principle_round()
             rounds += 1
         else:
@@ -347,7 +348,8 @@ def _score(
         score = combine(n, config.weights, strength, principle_signal, helpfulness)
     state = DesignState(n=n, comparisons=comparisons, rng=rng, tiebreak=tiebreak, prior=prior)
     ranking = sorted(range(n), key=lambda k: (-score[k], tiebreak[k]))
-    champion = design.champion(state) if design is not None else None
+    # A design's champion stands on verdicts; with none at all (pairwise judge down) rank by what there is.
+    champion = design.champion(state) if design is not None and judged else None
     if champion is not None and champion != ranking[0]:
         ranking.remove(champion)
         ranking.insert(0, champion)

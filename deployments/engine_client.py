@@ -1,0 +1,132 @@
+"""How a judge reaches its model: an OpenAI-style chat request in, one :class:`Completion` out.
+
+Two transports, one request shape:
+
+* :class:`ServeHandleClient` calls a ray.serve.llm ``LLMServer`` deployment through its DeploymentHandle (the model
+  is hosted in this application, on its own placement group);
+* :class:`OpenAIHttpClient` posts to an existing OpenAI-compatible server (``vllm serve``, a shared GenRM endpoint).
+
+Both raise :class:`JudgeCallError` for anything that is not a completion, so the judges above them read answers in
+one way whatever hosts the model.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from pydantic import BaseModel, Field
+
+
+class JudgeCallError(RuntimeError):
+    """The model server answered with an error, or not at all."""
+
+
+class Completion(BaseModel):
+    """The parts of a chat completion a judge reads."""
+
+    text: str = ""
+    finish_reason: str | None = None
+    logprobs: list[dict[str, Any]] | None = Field(default=None, description="choices[0].logprobs.content")
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+def completion_from_openai(payload: Mapping[str, Any]) -> Completion:
+    """Read an OpenAI chat-completion body (a dict); an error body or an empty choice list raises."""
+    if "error" in payload and payload.get("error"):
+        raise JudgeCallError(f"model server error: {_error_text(payload['error'])}")
+    choices = payload.get("choices") or []
+    if not choices:
+        raise JudgeCallError("model server returned no choices")
+    choice = choices[0]
+    message = choice.get("message") or {}
+    logprobs = choice.get("logprobs") or {}
+    usage = payload.get("usage") or {}
+    return Completion(
+        text=message.get("content") or "",
+        finish_reason=choice.get("finish_reason"),
+        logprobs=logprobs.get("content") if isinstance(logprobs, Mapping) else None,
+        prompt_tokens=usage.get("prompt_tokens"),
+        completion_tokens=usage.get("completion_tokens"),
+    )
+
+
+def _error_text(error: Any) -> str:
+    if isinstance(error, Mapping):
+        return str(error.get("message") or error)
+    return str(error)
+
+
+class ChatClient(Protocol):
+    """Sends one non-streaming chat request."""
+
+    model: str
+
+    async def chat(self, request: dict[str, Any]) -> Completion: ...
+
+
+class ServeHandleClient:
+    """A ray.serve.llm LLMServer behind a DeploymentHandle.
+
+    LLMServer's methods are async generators: the handle must be a streaming one, and a non-streaming request yields
+    exactly one item, a ChatCompletionResponse or an ErrorResponse (engine errors are yielded, not raised).
+    """
+
+    def __init__(self, handle: Any, model: str) -> None:
+        self.model = model
+        self._chat = handle.options(stream=True).chat  # made once: every new handle adds a long-poll client
+        self._request_cls: Any = None
+
+    def _request(self, request: dict[str, Any]) -> Any:
+        if self._request_cls is None:
+            # Imported on first use: vLLM's protocol models load vLLM, which the router only needs at call time.
+            from ray.llm._internal.serve.core.configs.openai_api_models import ChatCompletionRequest
+
+            self._request_cls = ChatCompletionRequest
+        return self._request_cls.model_validate({**request, "model": self.model, "stream": False})
+
+    async def chat(self, request: dict[str, Any]) -> Completion:
+        answer = None
+        async for item in self._chat.remote(self._request(request)):
+            answer = item
+            break
+        if answer is None:
+            raise JudgeCallError("model server closed the stream without an answer")
+        body = answer.model_dump() if hasattr(answer, "model_dump") else answer
+        if isinstance(body, Mapping) and "choices" not in body:
+            raise JudgeCallError(f"model server error: {_error_text(body.get('error', body))}")
+        return completion_from_openai(body)
+
+
+class OpenAIHttpClient:
+    """An OpenAI-compatible ``/v1/chat/completions`` endpoint reached over HTTP."""
+
+    def __init__(self, base_url: str, model: str, *, api_key_env: str | None = None, timeout_s: float = 300.0) -> None:
+        import httpx
+
+        self.model = model
+        headers = {}
+        key = os.environ.get(api_key_env) if api_key_env else None
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        self._client = httpx.AsyncClient(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s)
+
+    async def chat(self, request: dict[str, Any]) -> Completion:
+        import httpx
+
+        try:
+            response = await self._client.post("/chat/completions", json={**request, "model": self.model})
+        except httpx.HTTPError as exc:
+            raise JudgeCallError(f"model endpoint unreachable: {type(exc).__name__}: {exc}") from exc
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise JudgeCallError(f"model endpoint answered HTTP {response.status_code} without JSON") from exc
+        if response.status_code >= 400:
+            raise JudgeCallError(f"model endpoint answered HTTP {response.status_code}: {_error_text(body)}")
+        return completion_from_openai(body)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,67 @@
+"""What both judges share: a chat client, the prompt settings and the sampling settings.
+
+A concrete judge (``deployments.principle.judge``, ``deployments.pairwise.judge``) only says how it asks (messages
+and constraints) and how it reads the answer; sending goes through :meth:`Judge._send`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from deployments.chat import JudgeMessage, PromptFormat
+from deployments.engine_client import ChatClient, Completion
+
+
+class Sampling(BaseModel):
+    """Sampling for judge calls. The model cards recommend temperature 0.6 and top_p 0.95 for both GenRMs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: float = Field(default=0.6, ge=0.0, le=2.0)
+    top_p: float = Field(default=0.95, gt=0.0, le=1.0)
+    max_tokens: int = Field(default=16384, ge=1, description="reasoning plus answer")
+    seed: int | None = Field(default=None, description="engine sampling seed, for reproducible judge outputs")
+
+
+class JudgeSettings(BaseModel):
+    """How one judge is asked (the same whether the model is hosted here or behind an endpoint)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt_format: PromptFormat = "native"
+    system_prompt: str | None = Field(default=None, description="rendered format only; trusted project text")
+    sampling: Sampling = Sampling()
+    chat_template_kwargs: dict[str, Any] | None = Field(
+        default=None, description="passed to the checkpoint's chat template (e.g. reasoning switches)"
+    )
+
+
+class Judge:
+    """Base class: holds the client and settings, and sends one chat request per message list."""
+
+    def __init__(self, client: ChatClient, settings: JudgeSettings, special_tokens: Sequence[str] = ()) -> None:
+        self.client = client
+        self.settings = settings
+        #: the checkpoint's own special tokens, neutralised in untrusted text on top of the built-in list
+        self.special_tokens = tuple(special_tokens)
+
+    def _request(self, messages: list[JudgeMessage], **extra: Any) -> dict[str, Any]:
+        s = self.settings.sampling
+        request: dict[str, Any] = {
+            "messages": messages,
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+            "max_tokens": s.max_tokens,
+            **extra,
+        }
+        if s.seed is not None:
+            request["seed"] = s.seed
+        if self.settings.chat_template_kwargs:
+            request["chat_template_kwargs"] = self.settings.chat_template_kwargs
+        return request
+
+    async def _send(self, messages: list[JudgeMessage], **extra: Any) -> Completion:
+        return await self.client.chat(self._request(messages, **extra))

@@ -1,0 +1,59 @@
+"""The pairwise judge: one request per ordered pair, read into helpfulness 1–5 ×2 and a ranking 1–6."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from deployments.chat import ConversationInput
+from deployments.judge import Judge, JudgeSettings
+from deployments.pairwise.parse import VERDICT_KEYS, parse_pairwise
+from deployments.pairwise.prompt import PAIRWISE_JSON_SCHEMA, build_pairwise_messages, pairwise_untrusted_texts
+from policies.verdicts import PairwiseResult
+
+#: The schema without the free-text analyses: small stand-in models then answer in a few tokens.
+PAIRWISE_SCORES_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {k: PAIRWISE_JSON_SCHEMA["properties"][k] for k in VERDICT_KEYS},
+    "required": list(VERDICT_KEYS),
+    "additionalProperties": False,
+}
+
+
+class PairwiseSettings(JudgeSettings):
+    #: "full": the rendered format's whole JSON answer; "scores": only the three numbers (small models)
+    structured_output: Literal["off", "full", "scores"] = "off"
+
+
+class PairwiseJudge(Judge):
+    settings: PairwiseSettings
+
+    def _extra(self) -> dict[str, Any]:
+        mode = self.settings.structured_output
+        if mode == "off":
+            return {}
+        schema = PAIRWISE_JSON_SCHEMA if mode == "full" else PAIRWISE_SCORES_SCHEMA
+        return {
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "pairwise_verdict", "schema": schema, "strict": True},
+            }
+        }
+
+    async def compare(
+        self, conversation: ConversationInput, response_1: str, response_2: str, principle: str | None = None
+    ) -> PairwiseResult:
+        """One call with ``response_1`` shown first. Transport errors raise (the caller counts and retries them);
+        an unreadable answer is a failed result."""
+        messages = build_pairwise_messages(
+            conversation,
+            response_1,
+            response_2,
+            principle=principle,
+            prompt_format=self.settings.prompt_format,
+            special_tokens=self.special_tokens,
+            system_prompt=self.settings.system_prompt,
+        )
+        completion = await self._send(messages, **self._extra())
+        if completion.finish_reason == "length" and self.settings.structured_output != "off":
+            return PairwiseResult(raw_text=completion.text, failure="answer cut off at max_tokens")
+        return parse_pairwise(completion.text, untrusted=pairwise_untrusted_texts(conversation, response_1, response_2))

@@ -1,0 +1,57 @@
+"""Router metrics, exported by Ray on its Prometheus endpoint (names get Ray's ``ray_`` prefix there).
+
+Created inside the replica: ray.serve.metrics objects need a running Ray worker.
+"""
+
+from __future__ import annotations
+
+from ray.serve.metrics import Counter, Histogram
+
+_LATENCY_BOUNDARIES = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600]
+
+
+class RouterMetrics:
+    def __init__(self) -> None:
+        self.judge_calls = Counter(
+            "genrm_judge_calls",
+            description="Judge calls by judge and outcome (ok, parse_failure, error, timeout).",
+            tag_keys=("judge", "outcome"),
+        )
+        self.judge_latency = Histogram(
+            "genrm_judge_latency_seconds",
+            description="Latency of one judge call (a principle call covers all principles of one candidate).",
+            boundaries=_LATENCY_BOUNDARIES,
+            tag_keys=("judge",),
+        )
+        self.parse_failures = Counter(
+            "genrm_parse_failures",
+            description="Judge answers that could not be read into a verdict.",
+            tag_keys=("judge",),
+        )
+        self.retries = Counter(
+            "genrm_retries",
+            description="Pairwise calls repeated after a failed attempt.",
+            tag_keys=("judge",),
+        )
+        self.swap_inconsistency = Histogram(
+            "genrm_swap_inconsistency",
+            description="Per request: share of pairs whose two orders disagree on the winner.",
+            boundaries=[0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0],
+            tag_keys=("strategy",),
+        )
+        self.degraded = Counter(
+            "genrm_degraded_answers",
+            description="Answers that rest on less than was asked (failed calls, a judge down).",
+            tag_keys=("route",),
+        )
+        self.requests = Counter(
+            "genrm_requests",
+            description="Requests by route and HTTP status.",
+            tag_keys=("route", "status"),
+        )
+        self.request_latency = Histogram(
+            "genrm_request_latency_seconds",
+            description="End-to-end latency of a best-of-N or rank request inside the router.",
+            boundaries=_LATENCY_BOUNDARIES,
+            tag_keys=("route",),
+        )

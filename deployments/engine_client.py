@@ -12,6 +12,7 @@ one way whatever hosts the model.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -68,36 +69,45 @@ class ChatClient(Protocol):
 
 
 class ServeHandleClient:
-    """A ray.serve.llm LLMServer behind a DeploymentHandle.
+    """A judge deployment (:mod:`deployments.judge_server`) behind a DeploymentHandle.
 
-    LLMServer's methods are async generators: the handle must be a streaming one, and a non-streaming request yields
-    exactly one item, a ChatCompletionResponse or an ErrorResponse (engine errors are yielded, not raised).
+    Calls made in the same moment (one round of a best-of-N) are coalesced into one ``chat_many`` call: the
+    selection code still issues one call per pair, but the router pays for one Ray round trip per round.
     """
+
+    #: event-loop turns to wait for the rest of a round before sending (a call reaches ``chat`` a few awaits deep)
+    COALESCE_TURNS = 8
 
     def __init__(self, handle: Any, model: str) -> None:
         self.model = model
-        self._chat = handle.options(stream=True).chat  # made once: every new handle adds a long-poll client
-        self._request_cls: Any = None
-
-    def _request(self, request: dict[str, Any]) -> Any:
-        if self._request_cls is None:
-            # Imported on first use: vLLM's protocol models load vLLM, which the router only needs at call time.
-            from ray.llm._internal.serve.core.configs.openai_api_models import ChatCompletionRequest
-
-            self._request_cls = ChatCompletionRequest
-        return self._request_cls.model_validate({**request, "model": self.model, "stream": False})
+        self._many = handle.chat_many  # made once: every new handle adds a long-poll client
+        self._pending: list[tuple[dict[str, Any], asyncio.Future[Completion]]] = []
 
     async def chat(self, request: dict[str, Any]) -> Completion:
-        answer = None
-        async for item in self._chat.remote(self._request(request)):
-            answer = item
-            break
-        if answer is None:
-            raise JudgeCallError("model server closed the stream without an answer")
-        body = answer.model_dump() if hasattr(answer, "model_dump") else answer
-        if isinstance(body, Mapping) and "choices" not in body:
-            raise JudgeCallError(f"model server error: {_error_text(body.get('error', body))}")
-        return completion_from_openai(body)
+        future: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
+        self._pending.append(({**request, "model": self.model}, future))
+        if len(self._pending) == 1:
+            asyncio.ensure_future(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        for _ in range(self.COALESCE_TURNS):
+            await asyncio.sleep(0)
+        batch, self._pending = self._pending, []
+        try:
+            answers = await self._many.remote([body for body, _ in batch])
+        except Exception as exc:  # the replica is gone or the call failed: every request of the batch failed
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(JudgeCallError(f"judge deployment unavailable: {type(exc).__name__}: {exc}"))
+            return
+        for (_, future), body in zip(batch, answers, strict=True):
+            if future.done():  # the caller timed out and went away
+                continue
+            try:
+                future.set_result(completion_from_openai(body))
+            except JudgeCallError as exc:
+                future.set_exception(exc)
 
 
 class OpenAIHttpClient:
@@ -125,7 +135,8 @@ class OpenAIHttpClient:
         except ValueError as exc:
             raise JudgeCallError(f"model endpoint answered HTTP {response.status_code} without JSON") from exc
         if response.status_code >= 400:
-            raise JudgeCallError(f"model endpoint answered HTTP {response.status_code}: {_error_text(body)}")
+            detail = body.get("error", body) if isinstance(body, Mapping) else body
+            raise JudgeCallError(f"model endpoint answered HTTP {response.status_code}: {_error_text(detail)}")
         return completion_from_openai(body)
 
     async def aclose(self) -> None:

@@ -78,10 +78,14 @@ def deployment_name(name_prefix: str, model_id: str) -> str:
 
 
 def build_judge_deployment(fields: Mapping[str, Any], name_prefix: str) -> Any:
-    """An LLMServer application (bindable into the router) for one judge model."""
+    """An LLMServer application (bindable into the router) for one judge model, with the batched chat method."""
     from ray.serve.llm import build_llm_deployment
 
-    return build_llm_deployment(validate_llm_config(fields), name_prefix=name_prefix)
+    from deployments.judge_server import judge_server_class
+
+    return build_llm_deployment(
+        validate_llm_config(fields), name_prefix=name_prefix, deployment_cls=judge_server_class()
+    )
 
 
 PLACEMENT_STRATEGIES = ("PACK", "STRICT_PACK", "SPREAD", "STRICT_SPREAD")

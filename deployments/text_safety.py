@@ -24,6 +24,7 @@ substitutes are not among them, the rewrite terminates and ``neutralize`` is ide
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -207,12 +208,14 @@ def neutralize_all(texts: Sequence[str], special_tokens: Iterable[str] = ()) -> 
 # --- echo detection ---------------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4096)
 def echo_key(text: str) -> str:
     """Canonical form for "did the judge copy this from untrusted text?" comparisons.
 
     NFKC, invisible characters dropped, neutralisation substitutes mapped back (the judge saw the neutralised
     text, the caller may pass the original), case-folded, and all whitespace removed, so that re-indenting a
-    copied JSON object or re-wrapping a copied paragraph does not hide the copy.
+    copied JSON object or re-wrapping a copied paragraph does not hide the copy. Cached: one best-of-N checks
+    every verdict against the same candidates again and again.
     """
     s = unicodedata.normalize("NFKC", text)
     s = "".join(c for c in s if not _is_invisible(c)).translate(_UNSUBSTITUTE).casefold()

@@ -20,3 +20,20 @@ def test_readme_example_prints_what_it_promises() -> None:
     with contextlib.redirect_stdout(out):
         exec(compile(code, "README.md", "exec"), {})
     assert out.getvalue().strip() == promised.group(1).strip()
+
+
+def test_readme_commands_and_curl_example_match_the_project() -> None:
+    """The two commands use the project's extras and the CI uses the README's test command; the curl body is a
+    valid request for the documented route."""
+    import json
+
+    from serve_app.schemas import BestOfNRequest
+
+    text = README.read_text()
+    commands = re.findall(r"```bash\n(python3 -m venv .*?)\n```", text)
+    assert len(commands) == 2 and commands[0].endswith("serve run config.yaml")
+    ci = (README.parent / ".ci" / "run").read_text()
+    assert commands[1] in ci, "CI must run the README's test command verbatim"
+    curl = re.search(r"curl -s localhost:8000(/v1/\w+) .*?-d '(.*?)'\n", text, re.S)
+    assert curl is not None and curl.group(1) == "/v1/best_of_n"
+    BestOfNRequest.model_validate(json.loads(curl.group(2)))

@@ -1,0 +1,47 @@
+"""The judge-side deployment: ray.serve.llm's LLMServer plus one method that answers a batch of chat requests.
+
+A best-of-N round sends many judge calls at once. One Ray call per judge call costs ~2 ms of router and replica CPU
+each, which on small machines is more than the rest of the router's work; :meth:`BatchedChat.chat_many` takes the
+whole round in one call and runs the requests concurrently inside the replica, where the engine batches them anyway.
+Requests travel as plain dicts and become vLLM's ChatCompletionRequest here, so the router never imports vLLM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from typing import Any
+
+
+class BatchedChat:
+    """Mixin for any deployment with LLMServer's ``chat`` (an async generator of one response when not streaming)."""
+
+    def _chat_request(self, body: dict[str, Any]) -> Any:
+        return body
+
+    async def _answer(self, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            stream = self.chat(self._chat_request(body))  # type: ignore[attr-defined]
+            if inspect.isawaitable(stream):
+                stream = await stream  # LLMServer.chat is a coroutine that returns the generator
+            async for item in stream:
+                return item.model_dump(mode="json") if hasattr(item, "model_dump") else dict(item)
+            return {"error": {"message": "the engine closed the stream without an answer"}}
+        except Exception as exc:  # one bad request must not fail the whole batch
+            return {"error": {"message": f"{type(exc).__name__}: {exc}"}}
+
+    async def chat_many(self, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """OpenAI chat-completion bodies (or error bodies), one per request, in order."""
+        return list(await asyncio.gather(*(self._answer(b) for b in bodies)))
+
+
+def judge_server_class() -> type:
+    """LLMServer with :class:`BatchedChat` (built on demand: importing ray.serve.llm needs a vLLM build)."""
+    from ray.llm._internal.serve.core.configs.openai_api_models import ChatCompletionRequest
+    from ray.serve.llm import LLMServer
+
+    class JudgeServer(BatchedChat, LLMServer):
+        def _chat_request(self, body: dict[str, Any]) -> Any:
+            return ChatCompletionRequest.model_validate({**body, "stream": False})
+
+    return JudgeServer

@@ -1,0 +1,167 @@
+"""How judge requests reach a model: OpenAI bodies read into completions, batching per round, the HTTP transport."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+
+import pytest
+
+from deployments.engine_client import JudgeCallError, OpenAIHttpClient, ServeHandleClient, completion_from_openai
+from deployments.judge_server import BatchedChat
+
+
+def _body(content: str, finish: str = "stop", logprobs: list | None = None) -> dict[str, Any]:
+    choice: dict[str, Any] = {"message": {"role": "assistant", "content": content}, "finish_reason": finish}
+    if logprobs is not None:
+        choice["logprobs"] = {"content": logprobs}
+    return {"choices": [choice], "usage": {"prompt_tokens": 12, "completion_tokens": 3}}
+
+
+def test_completion_from_openai_reads_text_logprobs_and_usage() -> None:
+    c = completion_from_openai(_body("Final Judgement: Yes", logprobs=[{"token": " Yes", "logprob": -0.1}]))
+    assert (c.text, c.finish_reason, c.prompt_tokens, c.completion_tokens) == ("Final Judgement: Yes", "stop", 12, 3)
+    assert c.logprobs == [{"token": " Yes", "logprob": -0.1}]
+    assert completion_from_openai({"choices": [{"message": {"content": None}}]}).text == ""
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"error": {"message": "context length exceeded"}},
+        {"object": "error", "message": "bad"} | {"error": "bad"},
+        {"choices": []},
+    ],
+)
+def test_errors_become_judge_call_errors(payload: dict[str, Any]) -> None:
+    with pytest.raises(JudgeCallError):
+        completion_from_openai(payload)
+
+
+class _Remote:
+    """Stands in for a DeploymentHandle method: records the batches it is called with."""
+
+    def __init__(self, server: BatchedChat) -> None:
+        self.server = server
+        self.batches: list[int] = []
+
+    async def remote(self, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        self.batches.append(len(bodies))
+        return await self.server.chat_many(bodies)
+
+
+class _EchoServer(BatchedChat):
+    async def chat(self, request: dict[str, Any]):  # LLMServer's shape: an async generator of one response
+        if request["messages"][0]["content"] == "boom":
+            raise RuntimeError("engine failed")
+        yield _body(f"{request['model']}:{request['messages'][0]['content']}")
+
+
+class _Handle:
+    def __init__(self) -> None:
+        self.chat_many = _Remote(_EchoServer())
+
+
+def test_calls_of_one_round_travel_as_one_batch() -> None:
+    handle = _Handle()
+    client = ServeHandleClient(handle, model="judge")
+
+    async def one_round(k: int) -> list[str]:
+        # shaped like selection rounds: nested gathers and wait_for around each call
+        async def call(i: int) -> str:
+            done = await asyncio.wait_for(client.chat({"messages": [{"role": "user", "content": str(i)}]}), 5)
+            return done.text
+
+        return list(await asyncio.gather(*(call(i) for i in range(k))))
+
+    async def main() -> tuple[list[str], list[str]]:
+        return await one_round(8), await one_round(3)
+
+    first, second = asyncio.run(main())
+    assert first == [f"judge:{i}" for i in range(8)] and second == [f"judge:{i}" for i in range(3)]
+    assert handle.chat_many.batches == [8, 3]
+
+
+def test_one_failing_request_does_not_fail_its_batch() -> None:
+    client = ServeHandleClient(_Handle(), model="m")
+
+    async def main() -> list[Any]:
+        calls = [client.chat({"messages": [{"role": "user", "content": c}]}) for c in ("ok", "boom")]
+        return list(await asyncio.gather(*calls, return_exceptions=True))
+
+    ok, failed = asyncio.run(main())
+    assert ok.text == "m:ok"
+    assert isinstance(failed, JudgeCallError) and "engine failed" in str(failed)
+
+
+class _Unreachable:
+    class chat_many:  # noqa: N801 - mirrors the handle attribute
+        @staticmethod
+        async def remote(bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            raise ConnectionError("replica died")
+
+
+def test_a_dead_replica_fails_every_call_of_the_batch() -> None:
+    client = ServeHandleClient(_Unreachable(), model="m")
+
+    async def main() -> list[Any]:
+        calls = [client.chat({"messages": []}) for _ in range(3)]
+        return list(await asyncio.gather(*calls, return_exceptions=True))
+
+    assert all(isinstance(e, JudgeCallError) and "replica died" in str(e) for e in asyncio.run(main()))
+
+
+@pytest.fixture
+def endpoint() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A tiny OpenAI-compatible server on loopback that answers from the request and records what it got."""
+    seen: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+            seen.append({"path": self.path, "auth": self.headers.get("authorization"), "body": body})
+            status, answer = (200, _body("hello")) if body["model"] == "good" else (400, {"error": {"message": "no"}})
+            data = json.dumps(answer).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/v1", seen
+    finally:
+        server.shutdown()
+
+
+def test_openai_endpoint_client(endpoint: tuple[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("httpx")
+    url, seen = endpoint
+    monkeypatch.setenv("JUDGE_KEY", "s3cret")
+
+    async def main() -> None:
+        good = OpenAIHttpClient(url, "good", api_key_env="JUDGE_KEY")
+        assert (await good.chat({"messages": [], "temperature": 0.6})).text == "hello"
+        bad = OpenAIHttpClient(url, "bad")
+        with pytest.raises(JudgeCallError, match="HTTP 400: no"):
+            await bad.chat({"messages": []})
+        down = OpenAIHttpClient("http://127.0.0.1:9/v1", "good", timeout_s=2)
+        with pytest.raises(JudgeCallError, match="unreachable"):
+            await down.chat({"messages": []})
+        for c in (good, bad, down):
+            await c.aclose()
+
+    asyncio.run(main())
+    assert seen[0]["path"] == "/v1/chat/completions"
+    assert seen[0]["auth"] == "Bearer s3cret" and seen[1]["auth"] is None
+    assert seen[0]["body"] == {"messages": [], "temperature": 0.6, "model": "good"}

@@ -146,8 +146,8 @@ def main() -> None:
             "# Prefix-cache reuse",
             "",
             f"One best-of-N request (N = {args.n}, strategy {out['strategy']}, one principle) on a {len(conversation)}-"
-            f"message conversation of {prompt_tokens} tokens (as a chat), never seen before by either engine; CPU default "
-            f"(SmolLM2-135M-Instruct, vLLM CPU build, block size 128). {out['rounds']} rounds, {wall:.1f} s.",
+            f"message conversation of {prompt_tokens} tokens (as a chat), never seen before by either engine; CPU "
+            f"default (SmolLM2-135M-Instruct, vLLM CPU build, block size 128). {out['rounds']} rounds, {wall:.1f} s.",
             "",
             "| judge | calls | prompt tokens | from cache | computed | share from cache |",
             "|---|---|---|---|---|---|",

@@ -82,12 +82,15 @@ class ServeHandleClient:
         self.model = model
         self._many = handle.chat_many  # made once: every new handle adds a long-poll client
         self._pending: list[tuple[dict[str, Any], asyncio.Future[Completion]]] = []
+        self._flushes: set[asyncio.Task[None]] = set()
 
     async def chat(self, request: dict[str, Any]) -> Completion:
         future: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
         self._pending.append(({**request, "model": self.model}, future))
         if len(self._pending) == 1:
-            asyncio.ensure_future(self._flush())
+            task = asyncio.ensure_future(self._flush())
+            self._flushes.add(task)  # the loop keeps only weak references to tasks
+            task.add_done_callback(self._flushes.discard)
         return await future
 
     async def _flush(self) -> None:

@@ -99,7 +99,7 @@ def test_one_failing_request_does_not_fail_its_batch() -> None:
 
 
 class _Unreachable:
-    class chat_many:  # noqa: N801 - mirrors the handle attribute
+    class chat_many:  # mirrors the handle attribute
         @staticmethod
         async def remote(bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
             raise ConnectionError("replica died")

@@ -8,6 +8,7 @@ hash of the prompt, so different pairs get different, repeatable answers.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import AsyncIterator
@@ -32,7 +33,12 @@ def _response(content: str, logprobs: list[dict[str, Any]] | None = None) -> dic
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1000)
 class InstantPairwise(BatchedChat):
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s  # > 0: a judge that takes its time, for admission-control tests
+
     async def chat(self, request: Any) -> AsyncIterator[dict[str, Any]]:
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         h = _digest(request)
         verdict = {"score_1": 1 + h % 5, "score_2": 1 + (h >> 8) % 5, "ranking": 1 + (h >> 16) % 6}
         yield _response(json.dumps(verdict))

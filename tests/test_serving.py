@@ -231,13 +231,11 @@ def test_degraded_when_a_judge_is_down(service: httpx.Client) -> None:
     from ray import serve
 
     from serve_app.config import AppConfig
-    from serve_app.model_cache import converted_folder
     from serve_app.router import Router
 
     _metrics_text()  # connects this process to the cluster
     principle_cfg = _cpu_args()["principle"]
-    source = principle_cfg["hosted"]["llm_config"]["model_loading_config"]["model_source"]
-    tokenizer = str(converted_folder(source))
+    tokenizer = str(_smollm2_folder())
     config = AppConfig.model_validate(
         {
             "principle": principle_cfg,
@@ -281,3 +279,54 @@ def _cpu_args() -> dict:
     import yaml
 
     return yaml.safe_load((ROOT / "config.yaml").read_text())["applications"][0]["args"]
+
+
+def test_overload_gets_503_with_retry_after(service: httpx.Client) -> None:
+    """A router admitting 1 running + 2 queued requests, in front of a pairwise judge that takes 3 s per call: of a
+    burst of 8, 3 are answered and 5 are refused at once with Retry-After."""
+    import concurrent.futures
+
+    from ray import serve
+
+    from bench.instant_judges import InstantPairwise
+    from serve_app.router import Router
+
+    _metrics_text()  # connects this process to the cluster
+    tokenizer = str(_smollm2_folder())
+    config = {
+        "pairwise": {"hosted": {"llm_config": {"model_loading_config": {"model_id": "slow"}}}},
+        "router": {"max_concurrent_requests": 1, "max_queued_requests": 2, "retry_after_s": 7},
+    }
+    app = Router.options(name="AdmissionRouter", ray_actor_options={"num_cpus": 0}).bind(
+        config, {"pairwise": tokenizer}, None, InstantPairwise.options(name="SlowPairwise").bind(3.0)
+    )
+    serve.run(app, name="admission", route_prefix="/admission", blocking=False)
+    body = {"conversation": CONVERSATION, "candidates": ["Paris.", "Lyon."], "strategy": "knockout", "swap": False}
+
+    def post(_: int) -> tuple[int, str | None, float]:
+        started = time.monotonic()
+        r = httpx.post(f"{BASE}/admission/v1/best_of_n", json=body, timeout=120)
+        return r.status_code, r.headers.get("retry-after"), time.monotonic() - started
+
+    try:
+        deadline = time.monotonic() + 120
+        while service.get("/admission/healthz").status_code != 200:
+            assert time.monotonic() < deadline, "admission router did not start"
+            time.sleep(2)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+            results = list(pool.map(post, range(8)))
+    finally:
+        serve.delete("admission")
+    statuses = sorted(s for s, _, _ in results)
+    assert statuses == [200] * 3 + [503] * 5, results
+    refused = [(ra, t) for s, ra, t in results if s == 503]
+    assert all(ra == "7" for ra, _ in refused)
+    assert max(t for _, t in refused) < 2.5  # refused at once, before the first judge call (3 s) is done
+    assert max(t for s, _, t in results if s == 200) >= 9  # the accepted ones ran one at a time
+
+
+def _smollm2_folder() -> Path:
+    from serve_app.model_cache import converted_folder
+
+    source = _cpu_args()["principle"]["hosted"]["llm_config"]["model_loading_config"]["model_source"]
+    return converted_folder(source)

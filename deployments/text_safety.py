@@ -24,7 +24,6 @@ substitutes are not among them, the rewrite terminates and ``neutralize`` is ide
 
 from __future__ import annotations
 
-import functools
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -181,7 +180,13 @@ def neutralize(text: str, special_tokens: Iterable[str] = ()) -> str:
     ``special_tokens`` adds to :data:`DEFAULT_SPECIAL_TOKENS` (which always apply). Text without such strings is
     returned unchanged; the result is a fixed point (``neutralize(neutralize(t)) == neutralize(t)``).
     """
-    pattern = _pattern(_normalise_tokens(special_tokens))
+    return _neutralize(text, _normalise_tokens(special_tokens))
+
+
+@lru_cache(maxsize=4096)
+def _neutralize(text: str, special_tokens: tuple[str, ...]) -> str:
+    # Cached: a best-of-N renders every candidate into many judge prompts.
+    pattern = _pattern(special_tokens)
     # Every built-in pattern needs a structural character and each pass removes at least one, so this ends; real
     # inputs take one to four passes.
     for _ in range(64):
@@ -208,7 +213,7 @@ def neutralize_all(texts: Sequence[str], special_tokens: Iterable[str] = ()) -> 
 # --- echo detection ---------------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=4096)
+@lru_cache(maxsize=4096)
 def echo_key(text: str) -> str:
     """Canonical form for "did the judge copy this from untrusted text?" comparisons.
 

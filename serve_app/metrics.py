@@ -5,6 +5,9 @@ Created inside the replica: ray.serve.metrics objects need a running Ray worker.
 
 from __future__ import annotations
 
+from collections import Counter as Tally
+from dataclasses import dataclass, field
+
 from ray.serve.metrics import Counter, Histogram
 
 _LATENCY_BOUNDARIES = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600]
@@ -55,3 +58,39 @@ class RouterMetrics:
             boundaries=_LATENCY_BOUNDARIES,
             tag_keys=("route",),
         )
+
+
+@dataclass
+class RequestStats:
+    """What one request observed, recorded in one go after the response is sent: each Ray metric update costs a
+    few hundred microseconds, which per judge call would be most of the router's own latency."""
+
+    route: str
+    calls: Tally[tuple[str, str]] = field(default_factory=Tally)  # (judge, outcome) -> count
+    latencies: list[tuple[str, float]] = field(default_factory=list)  # (judge, seconds) per call
+    parse_failures: Tally[str] = field(default_factory=Tally)
+    retries: Tally[str] = field(default_factory=Tally)
+    status: str | None = None
+    latency_s: float | None = None
+    strategy: str | None = None
+    swap_inconsistency: float | None = None
+    degraded: bool = False
+
+
+def record(metrics: RouterMetrics, stats: RequestStats) -> None:
+    for (judge, outcome), count in stats.calls.items():
+        metrics.judge_calls.inc(count, tags={"judge": judge, "outcome": outcome})
+    for judge, seconds in stats.latencies:
+        metrics.judge_latency.observe(seconds, tags={"judge": judge})
+    for judge, count in stats.parse_failures.items():
+        metrics.parse_failures.inc(count, tags={"judge": judge})
+    for judge, count in stats.retries.items():
+        metrics.retries.inc(count, tags={"judge": judge})
+    if stats.status is not None:
+        metrics.requests.inc(tags={"route": stats.route, "status": stats.status})
+    if stats.latency_s is not None:
+        metrics.request_latency.observe(stats.latency_s, tags={"route": stats.route})
+    if stats.swap_inconsistency is not None and stats.strategy is not None:
+        metrics.swap_inconsistency.observe(stats.swap_inconsistency, tags={"strategy": stats.strategy})
+    if stats.degraded:
+        metrics.degraded.inc(tags={"route": stats.route})

@@ -18,8 +18,10 @@ from collections import Counter as Tally
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request, Response
+from pydantic import BaseModel
 from ray import serve
+from starlette.background import BackgroundTask
 
 from deployments.engine_client import ChatClient, OpenAIHttpClient, ServeHandleClient
 from deployments.pairwise.judge import PairwiseJudge
@@ -29,6 +31,7 @@ from policies.debias import combine_results
 from policies.selection import SelectionConfig, SelectionResult, select_best
 from policies.verdicts import PairwiseResult, PrincipleResult
 from serve_app.config import AppConfig, RouterConfig, _JudgeConfig
+from serve_app.metrics import RequestStats, RouterMetrics, record
 from serve_app.schemas import (
     BestOfNRequest,
     BestOfNResponse,
@@ -94,6 +97,12 @@ def _client(judge: _JudgeConfig, handle: Any) -> ChatClient:
     return ServeHandleClient(handle, judge.served_model)
 
 
+def _json(model: BaseModel, background: BackgroundTask | None = None) -> Response:
+    """The body serialised once: FastAPI would dump, re-validate and dump again a returned model (the route's
+    response_model still documents it). ``background`` runs after the response is sent."""
+    return Response(content=model.model_dump_json(), media_type="application/json", background=background)
+
+
 def _reject(status: int, message: str, headers: dict[str, str] | None = None) -> HTTPException:
     return HTTPException(status_code=status, detail=message, headers=headers)
 
@@ -131,8 +140,6 @@ class Router:
         principle_server: Any = None,
         pairwise_server: Any = None,
     ) -> None:
-        from serve_app.metrics import RouterMetrics
-
         self.config = AppConfig.model_validate(config)
         self.limits: RouterConfig = self.config.router
         self.metrics = RouterMetrics()
@@ -156,22 +163,21 @@ class Router:
 
     # ---- helpers -------------------------------------------------------------------------------------------
 
-    async def _timed(self, judge: str, timeout_s: float, call: Callable[[], Awaitable[T]]) -> T:
+    async def _timed(self, stats: RequestStats, judge: str, timeout_s: float, call: Callable[[], Awaitable[T]]) -> T:
         started = time.perf_counter()
         try:
             result = await asyncio.wait_for(call(), timeout_s)
         except TimeoutError:
-            self.metrics.judge_calls.inc(tags={"judge": judge, "outcome": "timeout"})
+            stats.calls[(judge, "timeout")] += 1
             raise TimeoutError(f"{judge} judge call timed out after {timeout_s} s") from None
         except Exception:
-            self.metrics.judge_calls.inc(tags={"judge": judge, "outcome": "error"})
+            stats.calls[(judge, "error")] += 1
             raise
         finally:
-            self.metrics.judge_latency.observe(time.perf_counter() - started, tags={"judge": judge})
+            stats.latencies.append((judge, time.perf_counter() - started))
         failures = _failures(result)
-        if failures:
-            self.metrics.parse_failures.inc(failures, tags={"judge": judge})
-        self.metrics.judge_calls.inc(tags={"judge": judge, "outcome": "parse_failure" if failures else "ok"})
+        stats.parse_failures[judge] += failures
+        stats.calls[(judge, "parse_failure" if failures else "ok")] += 1
         return result
 
     def _check_texts(self, texts: Sequence[str], what: str) -> None:
@@ -207,7 +213,10 @@ class Router:
             raise _reject(422, f"invalid selection options: {exc}") from exc
 
     async def _select(
-        self, body: BestOfNRequest, route: str
+        self,
+        body: BestOfNRequest,
+        route: str,
+        stats: RequestStats,
     ) -> tuple[SelectionResult, SelectionConfig, list[str], Timings]:
         started = time.perf_counter()
         principles = self._check_request(body)
@@ -227,8 +236,9 @@ class Router:
             async def pairwise_judge(i: int, j: int) -> PairwiseResult:
                 attempts[(i, j)] += 1
                 if attempts[(i, j)] > 1:
-                    self.metrics.retries.inc(tags={"judge": "pairwise"})
+                    stats.retries["pairwise"] += 1
                 return await self._timed(
+                    stats,
                     "pairwise",
                     timeout,
                     lambda: judge.compare(conversation, candidates[i], candidates[j], body.principle_for_pairwise),
@@ -240,14 +250,15 @@ class Router:
 
             async def principle_judge(k: int) -> list[PrincipleResult]:
                 return await self._timed(
-                    "principle", ptimeout, lambda: pjudge.score(conversation, candidates[k], principles)
+                    stats, "principle", ptimeout, lambda: pjudge.score(conversation, candidates[k], principles)
                 )
 
         try:
             async with self.admission.slot() as queued_s:
                 result = await select_best(len(candidates), pairwise_judge, principle_judge, config)
         except Overloaded:
-            self.metrics.requests.inc(tags={"route": route, "status": "503"})
+            stats.status = "503"
+            record(self.metrics, stats)
             raise _reject(
                 503,
                 f"too many requests in flight (limit {self.limits.max_concurrent_requests} running + "
@@ -255,21 +266,20 @@ class Router:
                 headers={"Retry-After": str(self.limits.retry_after_s)},
             ) from None
         total = time.perf_counter() - started
-        self.metrics.request_latency.observe(total, tags={"route": route})
-        self.metrics.requests.inc(tags={"route": route, "status": "200"})
-        if result.swap_inconsistency is not None:
-            self.metrics.swap_inconsistency.observe(result.swap_inconsistency, tags={"strategy": config.strategy})
+        stats.status, stats.latency_s, stats.strategy = "200", total, config.strategy
+        stats.swap_inconsistency = result.swap_inconsistency
+        stats.degraded = bool(result.degraded)
         if result.degraded:
-            self.metrics.degraded.inc(tags={"route": route})
             logger.warning("degraded answer on %s: %s", route, "; ".join(result.degraded))
         return result, config, principles, Timings(total_s=total, selection_s=result.elapsed_s, queued_s=queued_s)
 
     # ---- routes --------------------------------------------------------------------------------------------
 
     @api.post("/v1/best_of_n", response_model=BestOfNResponse, summary="Choose the best of N candidates")
-    async def best_of_n(self, body: BestOfNRequest) -> BestOfNResponse:
-        result, config, principles, timings = await self._select(body, "best_of_n")
-        return BestOfNResponse(
+    async def best_of_n(self, body: BestOfNRequest) -> Response:
+        stats = RequestStats("best_of_n")
+        result, config, principles, timings = await self._select(body, "best_of_n", stats)
+        answer = BestOfNResponse(
             index=result.best,
             text=body.candidates[result.best],
             strategy=config.strategy,
@@ -285,12 +295,14 @@ class Router:
             degraded=result.degraded,
             timings=timings,
         )
+        return _json(answer, BackgroundTask(record, self.metrics, stats))
 
     @api.post("/v1/rank", response_model=RankResponse, summary="Scores for all N candidates (e.g. RLHF rollouts)")
-    async def rank(self, body: RankRequest) -> RankResponse:
-        result, _, _, timings = await self._select(body, "rank")
+    async def rank(self, body: RankRequest) -> Response:
+        stats = RequestStats("rank")
+        result, _, _, timings = await self._select(body, "rank", stats)
         by_index = sorted(result.candidates, key=lambda c: c.index)
-        return RankResponse(
+        answer = RankResponse(
             scores=[c.score for c in by_index],
             ranks=[c.rank for c in by_index],
             candidates=by_index,
@@ -300,35 +312,42 @@ class Router:
             degraded=result.degraded,
             timings=timings,
         )
+        return _json(answer, BackgroundTask(record, self.metrics, stats))
 
     @api.post("/v1/principle_score", response_model=PrincipleScoreResponse, summary="Score one response per principle")
-    async def principle_score(self, body: PrincipleScoreRequest) -> PrincipleScoreResponse:
+    async def principle_score(self, body: PrincipleScoreRequest) -> Response:
         if self.principle is None:
             raise _reject(404, "the principle judge is not configured in this deployment")
         if len(body.principles) > self.limits.max_principles:
             raise _reject(422, f"{len(body.principles)} principles; at most {self.limits.max_principles} are allowed")
         self._check_texts([body.response, *body.principles, *(m.content for m in body.conversation)], "text")
         judge, timeout = self.principle, self.config.principle.call_timeout_s  # type: ignore[union-attr]
+        stats = RequestStats("principle_score")
         try:
             results = await self._timed(
-                "principle", timeout, lambda: judge.score(body.conversation, body.response, body.principles)
+                stats, "principle", timeout, lambda: judge.score(body.conversation, body.response, body.principles)
             )
         except Exception as exc:
+            stats.status = "503"
+            record(self.metrics, stats)
             raise _reject(503, f"the principle judge is unavailable: {exc}") from exc
+        stats.status = "200"
         rewards = [r.reward for r in results if r.reward is not None]
-        return PrincipleScoreResponse(results=results, mean_reward=sum(rewards) / len(rewards) if rewards else None)
+        answer = PrincipleScoreResponse(results=results, mean_reward=sum(rewards) / len(rewards) if rewards else None)
+        return _json(answer, BackgroundTask(record, self.metrics, stats))
 
     @api.post("/v1/compare", response_model=CompareResponse, summary="Compare two responses in both orders")
-    async def compare(self, body: CompareRequest) -> CompareResponse:
+    async def compare(self, body: CompareRequest) -> Response:
         if self.pairwise is None:
             raise _reject(404, "the pairwise judge is not configured in this deployment")
         self._check_texts([body.response_1, body.response_2, *(m.content for m in body.conversation)], "text")
         judge, timeout = self.pairwise, self.config.pairwise.call_timeout_s  # type: ignore[union-attr]
+        stats = RequestStats("compare")
 
         async def one(a: str, b: str) -> PairwiseResult:
             try:
                 return await self._timed(
-                    "pairwise", timeout, lambda: judge.compare(body.conversation, a, b, body.principle)
+                    stats, "pairwise", timeout, lambda: judge.compare(body.conversation, a, b, body.principle)
                 )
             except Exception as exc:
                 return PairwiseResult(failure=f"judge error: {exc}")
@@ -337,9 +356,13 @@ class Router:
             one(body.response_1, body.response_2), one(body.response_2, body.response_1)
         )
         if not forward.ok and not backward.ok and "judge error" in (forward.failure or ""):
+            stats.status = "503"
+            record(self.metrics, stats)
             raise _reject(503, f"the pairwise judge is unavailable: {forward.failure}")
+        stats.status = "200"
         comparison = combine_results(0, 1, [forward], [backward])
-        return CompareResponse(forward=forward, backward=backward, comparison=comparison)
+        answer = CompareResponse(forward=forward, backward=backward, comparison=comparison)
+        return _json(answer, BackgroundTask(record, self.metrics, stats))
 
     @api.get("/healthz", response_model=Health, summary="Liveness of the router")
     async def healthz(self) -> Health:

@@ -78,13 +78,14 @@ class RequestStats:
 
 
 def record(metrics: RouterMetrics, stats: RequestStats) -> None:
-    for (judge, outcome), count in stats.calls.items():
+    # Ray counters reject increments of 0, so every count below is skipped unless positive.
+    for (judge, outcome), count in (+stats.calls).items():
         metrics.judge_calls.inc(count, tags={"judge": judge, "outcome": outcome})
     for judge, seconds in stats.latencies:
         metrics.judge_latency.observe(seconds, tags={"judge": judge})
-    for judge, count in stats.parse_failures.items():
+    for judge, count in (+stats.parse_failures).items():
         metrics.parse_failures.inc(count, tags={"judge": judge})
-    for judge, count in stats.retries.items():
+    for judge, count in (+stats.retries).items():
         metrics.retries.inc(count, tags={"judge": judge})
     if stats.status is not None:
         metrics.requests.inc(tags={"route": stats.route, "status": stats.status})

@@ -176,7 +176,8 @@ class Router:
         finally:
             stats.latencies.append((judge, time.perf_counter() - started))
         failures = _failures(result)
-        stats.parse_failures[judge] += failures
+        if failures:
+            stats.parse_failures[judge] += failures
         stats.calls[(judge, "parse_failure" if failures else "ok")] += 1
         return result
 

@@ -1,0 +1,56 @@
+"""Per-request metric collection: counts reach Ray's metrics as positive increments only."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("ray.serve", reason="the metrics module needs ray[serve]")
+
+from serve_app.metrics import RequestStats, record
+
+
+class _Recorder:
+    def __init__(self, name: str, log: list) -> None:
+        self.name, self.log = name, log
+
+    def inc(self, value: float = 1.0, tags: dict | None = None) -> None:
+        if value <= 0:  # what ray.util.metrics.Counter does
+            raise ValueError(f"value must be >0, got {value}")
+        self.log.append((self.name, value, tags))
+
+    def observe(self, value: float, tags: dict | None = None) -> None:
+        self.log.append((self.name, value, tags))
+
+
+class _Metrics:
+    def __init__(self) -> None:
+        self.log: list = []
+        for name in (
+            "judge_calls",
+            "judge_latency",
+            "parse_failures",
+            "retries",
+            "swap_inconsistency",
+            "degraded",
+            "requests",
+            "request_latency",
+        ):
+            setattr(self, name, _Recorder(name, self.log))
+
+
+def test_record_aggregates_and_skips_zero_counts() -> None:
+    stats = RequestStats("best_of_n")
+    stats.calls[("pairwise", "ok")] += 3
+    stats.calls[("pairwise", "timeout")] += 0
+    stats.parse_failures["pairwise"] += 0
+    stats.retries["pairwise"] += 2
+    stats.latencies += [("pairwise", 0.1), ("pairwise", 0.2)]
+    stats.status, stats.latency_s, stats.strategy, stats.swap_inconsistency = "200", 1.5, "knockout", 0.25
+    metrics = _Metrics()
+    record(metrics, stats)  # type: ignore[arg-type]
+    names = [(n, v) for n, v, _ in metrics.log]
+    assert ("judge_calls", 3) in names and ("retries", 2) in names
+    assert not any(n == "parse_failures" for n, _ in names)
+    assert [v for n, v in names if n == "judge_latency"] == [0.1, 0.2]
+    assert ("swap_inconsistency", 0.25) in names and ("request_latency", 1.5) in names
+    assert not any(n == "degraded" for n, _ in names)

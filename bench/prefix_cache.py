@@ -102,8 +102,9 @@ def main() -> None:
 
     app_args = yaml.safe_load((ROOT / "config.yaml").read_text())["applications"][0]["args"]
     config = AppConfig.model_validate(app_args)
-    models = {role: f["model_loading_config"]["model_id"] for role, f in judge_llm_configs(config).items()}
-    source = judge_llm_configs(config)["pairwise"]["model_loading_config"]["model_source"]
+    llm_fields = judge_llm_configs(config)
+    models = {role: f["model_loading_config"]["model_id"] for role, f in llm_fields.items()}
+    source = llm_fields["pairwise"]["model_loading_config"]["model_source"]
     conversation = long_conversation(args.turns)
     encoded = AutoTokenizer.from_pretrained(source).apply_chat_template(conversation, tokenize=True, return_dict=True)
     prompt_tokens = len(encoded["input_ids"])

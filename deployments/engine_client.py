@@ -36,7 +36,7 @@ class Completion(BaseModel):
 
 def completion_from_openai(payload: Mapping[str, Any]) -> Completion:
     """Read an OpenAI chat-completion body (a dict); an error body or an empty choice list raises."""
-    if "error" in payload and payload.get("error"):
+    if payload.get("error"):
         raise JudgeCallError(f"model server error: {_error_text(payload['error'])}")
     choices = payload.get("choices") or []
     if not choices:

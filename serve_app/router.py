@@ -163,7 +163,8 @@ class Router:
 
     # ---- helpers -------------------------------------------------------------------------------------------
 
-    async def _timed(self, stats: RequestStats, judge: str, timeout_s: float, call: Callable[[], Awaitable[T]]) -> T:
+    async def _timed(self, stats: RequestStats, judge: str, call: Callable[[], Awaitable[T]]) -> T:
+        timeout_s = getattr(self.config, judge).call_timeout_s
         started = time.perf_counter()
         try:
             result = await asyncio.wait_for(call(), timeout_s)
@@ -180,6 +181,13 @@ class Router:
             stats.parse_failures[judge] += failures
         stats.calls[(judge, "parse_failure" if failures else "ok")] += 1
         return result
+
+    def _refuse(
+        self, stats: RequestStats, status: int, message: str, headers: dict[str, str] | None = None
+    ) -> HTTPException:
+        stats.status = str(status)
+        record(self.metrics, stats)
+        return _reject(status, message, headers)
 
     def _check_texts(self, texts: Sequence[str], what: str) -> None:
         limit = self.limits.max_text_chars
@@ -201,23 +209,18 @@ class Router:
         self._check_texts(principles, "principle")
         return principles
 
-    def _selection(self, options: SelectionOptions, default_strategy: str | None = None) -> SelectionConfig:
+    def _selection(self, options: SelectionOptions) -> SelectionConfig:
         base = self.limits.selection
         overrides = {
             k: v for k, v in options.model_dump(include=set(SelectionOptions.model_fields)).items() if v is not None
         }
-        if "strategy" not in overrides and default_strategy is not None:
-            overrides["strategy"] = default_strategy
         try:
             return SelectionConfig.model_validate({**base.model_dump(), **overrides})
         except ValueError as exc:
             raise _reject(422, f"invalid selection options: {exc}") from exc
 
     async def _select(
-        self,
-        body: BestOfNRequest,
-        route: str,
-        stats: RequestStats,
+        self, body: BestOfNRequest, stats: RequestStats
     ) -> tuple[SelectionResult, SelectionConfig, list[str], Timings]:
         started = time.perf_counter()
         principles = self._check_request(body)
@@ -232,7 +235,7 @@ class Router:
 
         pairwise_judge = None
         if self.pairwise is not None:
-            judge, timeout = self.pairwise, self.config.pairwise.call_timeout_s  # type: ignore[union-attr]
+            judge = self.pairwise
 
             async def pairwise_judge(i: int, j: int) -> PairwiseResult:
                 attempts[(i, j)] += 1
@@ -241,26 +244,24 @@ class Router:
                 return await self._timed(
                     stats,
                     "pairwise",
-                    timeout,
                     lambda: judge.compare(conversation, candidates[i], candidates[j], body.principle_for_pairwise),
                 )
 
         principle_judge = None
         if self.principle is not None:
-            pjudge, ptimeout = self.principle, self.config.principle.call_timeout_s  # type: ignore[union-attr]
+            pjudge = self.principle
 
             async def principle_judge(k: int) -> list[PrincipleResult]:
                 return await self._timed(
-                    stats, "principle", ptimeout, lambda: pjudge.score(conversation, candidates[k], principles)
+                    stats, "principle", lambda: pjudge.score(conversation, candidates[k], principles)
                 )
 
         try:
             async with self.admission.slot() as queued_s:
                 result = await select_best(len(candidates), pairwise_judge, principle_judge, config)
         except Overloaded:
-            stats.status = "503"
-            record(self.metrics, stats)
-            raise _reject(
+            raise self._refuse(
+                stats,
                 503,
                 f"too many requests in flight (limit {self.limits.max_concurrent_requests} running + "
                 f"{self.limits.max_queued_requests} queued); retry later",
@@ -271,7 +272,7 @@ class Router:
         stats.swap_inconsistency = result.swap_inconsistency
         stats.degraded = bool(result.degraded)
         if result.degraded:
-            logger.warning("degraded answer on %s: %s", route, "; ".join(result.degraded))
+            logger.warning("degraded answer on %s: %s", stats.route, "; ".join(result.degraded))
         return result, config, principles, Timings(total_s=total, selection_s=result.elapsed_s, queued_s=queued_s)
 
     # ---- routes --------------------------------------------------------------------------------------------
@@ -279,7 +280,7 @@ class Router:
     @api.post("/v1/best_of_n", response_model=BestOfNResponse, summary="Choose the best of N candidates")
     async def best_of_n(self, body: BestOfNRequest) -> Response:
         stats = RequestStats("best_of_n")
-        result, config, principles, timings = await self._select(body, "best_of_n", stats)
+        result, config, principles, timings = await self._select(body, stats)
         answer = BestOfNResponse(
             index=result.best,
             text=body.candidates[result.best],
@@ -301,7 +302,7 @@ class Router:
     @api.post("/v1/rank", response_model=RankResponse, summary="Scores for all N candidates (e.g. RLHF rollouts)")
     async def rank(self, body: RankRequest) -> Response:
         stats = RequestStats("rank")
-        result, _, _, timings = await self._select(body, "rank", stats)
+        result, _, _, timings = await self._select(body, stats)
         by_index = sorted(result.candidates, key=lambda c: c.index)
         answer = RankResponse(
             scores=[c.score for c in by_index],
@@ -322,16 +323,14 @@ class Router:
         if len(body.principles) > self.limits.max_principles:
             raise _reject(422, f"{len(body.principles)} principles; at most {self.limits.max_principles} are allowed")
         self._check_texts([body.response, *body.principles, *(m.content for m in body.conversation)], "text")
-        judge, timeout = self.principle, self.config.principle.call_timeout_s  # type: ignore[union-attr]
+        judge = self.principle
         stats = RequestStats("principle_score")
         try:
             results = await self._timed(
-                stats, "principle", timeout, lambda: judge.score(body.conversation, body.response, body.principles)
+                stats, "principle", lambda: judge.score(body.conversation, body.response, body.principles)
             )
         except Exception as exc:
-            stats.status = "503"
-            record(self.metrics, stats)
-            raise _reject(503, f"the principle judge is unavailable: {exc}") from exc
+            raise self._refuse(stats, 503, f"the principle judge is unavailable: {exc}") from exc
         stats.status = "200"
         rewards = [r.reward for r in results if r.reward is not None]
         answer = PrincipleScoreResponse(results=results, mean_reward=sum(rewards) / len(rewards) if rewards else None)
@@ -342,13 +341,13 @@ class Router:
         if self.pairwise is None:
             raise _reject(404, "the pairwise judge is not configured in this deployment")
         self._check_texts([body.response_1, body.response_2, *(m.content for m in body.conversation)], "text")
-        judge, timeout = self.pairwise, self.config.pairwise.call_timeout_s  # type: ignore[union-attr]
+        judge = self.pairwise
         stats = RequestStats("compare")
 
         async def one(a: str, b: str) -> PairwiseResult:
             try:
                 return await self._timed(
-                    stats, "pairwise", timeout, lambda: judge.compare(body.conversation, a, b, body.principle)
+                    stats, "pairwise", lambda: judge.compare(body.conversation, a, b, body.principle)
                 )
             except Exception as exc:
                 return PairwiseResult(failure=f"judge error: {exc}")
@@ -357,9 +356,7 @@ class Router:
             one(body.response_1, body.response_2), one(body.response_2, body.response_1)
         )
         if not forward.ok and not backward.ok and "judge error" in (forward.failure or ""):
-            stats.status = "503"
-            record(self.metrics, stats)
-            raise _reject(503, f"the pairwise judge is unavailable: {forward.failure}")
+            raise self._refuse(stats, 503, f"the pairwise judge is unavailable: {forward.failure}")
         stats.status = "200"
         comparison = combine_results(0, 1, [forward], [backward])
         answer = CompareResponse(forward=forward, backward=backward, comparison=comparison)

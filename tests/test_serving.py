@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -196,11 +195,11 @@ def test_malformed_and_oversize_bodies(service: httpx.Client) -> None:
 def _metrics_text() -> str:
     import ray
 
+    from bench.ray_metrics import metrics_text
+
     if not ray.is_initialized():
         ray.init(address="auto", logging_level="ERROR")  # joins the cluster `serve run` started; starts nothing
-    port = ray.nodes()[0]["MetricsExportPort"]
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as f:
-        return f.read().decode()
+    return metrics_text()
 
 
 def test_metrics_on_rays_prometheus_endpoint(service: httpx.Client) -> None:

@@ -1,0 +1,280 @@
+"""The KubeRay manifests, offline: generated from their sources, valid against the RayService CRD, the Serve config
+through Ray's own schema classes, KubeRay's name rules, and every placement group fitting the worker pods."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from serve_app.__main__ import main
+from serve_app.kuberay.layout import Layout, load_layout
+from serve_app.kuberay.render import hub_checkpoints, output_dir, render, serve_document
+from serve_app.kuberay.validate import load_crd_schema, schema_problems, validate_rayservice
+
+ROOT = Path(__file__).resolve().parent.parent
+LAYOUTS = sorted((ROOT / "k8s" / "layouts").glob("*.yaml"))
+# The CRD is data the project reads but does not ship; point KUBERAY_RAYSERVICE_CRD at a copy to use another.
+CRD = Path(os.environ.get("KUBERAY_RAYSERVICE_CRD", ROOT.parent / "shared" / "kuberay" / "ray.io_rayservices.yaml"))
+
+
+@pytest.fixture(scope="module")
+def crd_schema() -> dict[str, Any]:
+    if not CRD.is_file():
+        pytest.skip(f"the RayService CRD is not at {CRD} (set KUBERAY_RAYSERVICE_CRD to its path to run this check)")
+    return load_crd_schema(CRD)
+
+
+def _manifest(layout: str) -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "k8s" / layout / "rayservice.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def production() -> dict[str, Any]:
+    return _manifest("production")
+
+
+@pytest.fixture(scope="module")
+def single_node() -> dict[str, Any]:
+    return _manifest("single-node")
+
+
+def _serve(manifest: dict[str, Any]) -> dict[str, Any]:
+    return yaml.safe_load(manifest["spec"]["serveConfigV2"])
+
+
+def _with_serve(manifest: dict[str, Any], serve: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(manifest)
+    out["spec"]["serveConfigV2"] = yaml.safe_dump(serve, sort_keys=False)
+    return out
+
+
+def _group(manifest: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(g for g in manifest["spec"]["rayClusterConfig"]["workerGroupSpecs"] if g["groupName"] == name)
+
+
+def _worker_container(manifest: dict[str, Any], name: str) -> dict[str, Any]:
+    return _group(manifest, name)["template"]["spec"]["containers"][0]
+
+
+def test_two_layouts_exist() -> None:
+    assert [p.stem for p in LAYOUTS] == ["production", "single-node"]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=lambda p: p.stem)
+def test_committed_manifests_are_rendered_from_their_sources(layout: Path) -> None:
+    """serveConfigV2 has one source: a hand edit of the manifest, or a Serve config edit not rendered, fails."""
+    for name, text in render(layout, ROOT).items():
+        committed = output_dir(layout) / name
+        assert committed.is_file(), f"{committed} is missing; run python -m serve_app render-k8s {layout}"
+        assert committed.read_text() == text, f"{committed} is out of date; run python -m serve_app render-k8s"
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=lambda p: p.stem)
+def test_serve_config_is_the_file_plus_the_layout(layout: Path) -> None:
+    spec = load_layout(layout)
+    embedded = _serve(_manifest(layout.stem))
+    assert embedded == serve_document(spec, layout.parent)
+    source = yaml.safe_load((layout.parent / spec.serve_config).read_text())
+    source_args = source["applications"][0]["args"]
+    args = embedded["applications"][0]["args"]
+    assert args["router"] == source_args["router"]
+    for role in ("principle", "pairwise"):
+        llm, source_llm = args[role]["hosted"]["llm_config"], source_args[role]["hosted"]["llm_config"]
+        assert llm["engine_kwargs"] == source_llm["engine_kwargs"]
+        assert llm["model_loading_config"] == source_llm["model_loading_config"]
+        # Only the pinning resource is added to the bundles.
+        unpinned = [
+            {k: v for k, v in b.items() if k != f"genrm_{role}"} for b in llm["placement_group_config"]["bundles"]
+        ]
+        assert unpinned == source_llm["placement_group_config"]["bundles"]
+
+
+@pytest.mark.parametrize("layout", ["production", "single-node"])
+def test_manifest_is_valid_against_the_crd(layout: str, crd_schema: dict[str, Any]) -> None:
+    assert schema_problems(_manifest(layout), crd_schema) == []
+
+
+@pytest.mark.parametrize("layout", ["production", "single-node"])
+def test_manifest_passes_every_offline_check(layout: str) -> None:
+    assert validate_rayservice(_manifest(layout)) == []
+
+
+def test_production_shape(production: dict[str, Any]) -> None:
+    spec = production["spec"]
+    assert production["metadata"]["annotations"]["ray.io/initializing-timeout"] == "60m"
+    assert spec["upgradeStrategy"]["type"] == "None"
+    assert spec["serveService"]["spec"]["ports"] == [{"name": "serve", "port": 8000, "targetPort": 8000}]
+    cluster = spec["rayClusterConfig"]
+    head = cluster["headGroupSpec"]
+    assert head["rayStartParams"]["num-cpus"] == "0"
+    assert "nvidia.com/gpu" not in head["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert [g["groupName"] for g in cluster["workerGroupSpecs"]] == ["principle", "pairwise"]
+    assert _worker_container(production, "pairwise")["resources"]["limits"]["nvidia.com/gpu"] == "8"
+    pairwise = _serve(production)["applications"][0]["args"]["pairwise"]["hosted"]["llm_config"]
+    assert pairwise["placement_group_config"]["strategy"] == "STRICT_PACK"
+    assert pairwise["engine_kwargs"]["tensor_parallel_size"] == 8
+    for group in cluster["workerGroupSpecs"]:
+        container = group["template"]["spec"]["containers"][0]
+        assert container["readinessProbe"]["timeoutSeconds"] >= 10
+        env = {e["name"]: e for e in container["env"]}
+        assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "hf-token"
+        assert env["HF_HOME"]["value"].startswith("/models")
+
+
+def test_download_job_fetches_every_checkpoint_the_serve_config_names(production: dict[str, Any]) -> None:
+    documents = list(yaml.safe_load_all((ROOT / "k8s" / "production" / "models.yaml").read_text()))
+    assert [d["kind"] for d in documents] == ["PersistentVolumeClaim", "Job"]
+    command = documents[1]["spec"]["template"]["spec"]["containers"][0]["command"]
+    expected = ["nvidia/Qwen3-Nemotron-32B-GenRM-Principle", "nvidia/Qwen3-Nemotron-235B-A22B-GenRM-2603"]
+    assert hub_checkpoints(_serve(production)) == expected
+    assert command[-2:] == expected
+
+
+# --- what must fail ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("where", "right", "wrong"),
+    [
+        (("spec",), "serveConfigV2", "serveConfigv2"),
+        (("spec", "rayClusterConfig", "workerGroupSpecs", 1), "rayStartParams", "rayStartParam"),
+        (("spec", "rayClusterConfig", "workerGroupSpecs", 1, "template", "spec"), "nodeSelector", "nodeSelecter"),
+    ],
+)
+def test_a_misspelled_field_fails_the_schema(
+    production: dict[str, Any], crd_schema: dict[str, Any], where: tuple[Any, ...], right: str, wrong: str
+) -> None:
+    bad = copy.deepcopy(production)
+    node = bad
+    for key in where:
+        node = node[key]
+    node[wrong] = node.pop(right)
+    problems = schema_problems(bad, crd_schema)
+    assert any(wrong in p and "not allowed" in p for p in problems), problems
+
+
+def test_a_misspelled_engine_argument_fails_llm_config(production: dict[str, Any]) -> None:
+    serve = _serve(production)
+    engine = serve["applications"][0]["args"]["pairwise"]["hosted"]["llm_config"]["engine_kwargs"]
+    engine["gpu_memory_utilisation"] = engine.pop("gpu_memory_utilization")
+    problems = validate_rayservice(_with_serve(production, serve))
+    assert len(problems) == 1 and "gpu_memory_utilisation" in problems[0], problems
+
+
+def test_a_worker_group_with_too_few_gpus_fails(production: dict[str, Any]) -> None:
+    bad = copy.deepcopy(production)
+    resources = _worker_container(bad, "pairwise")["resources"]
+    for side in ("requests", "limits"):
+        resources[side]["nvidia.com/gpu"] = "4"
+    problems = validate_rayservice(bad)
+    assert problems and all("pairwise judge replica 1" in p for p in problems), problems
+    assert "8 GPUs, STRICT_PACK" in problems[0]
+
+
+def test_a_placement_group_that_disagrees_with_tensor_parallelism_fails(production: dict[str, Any]) -> None:
+    serve = _serve(production)
+    engine = serve["applications"][0]["args"]["pairwise"]["hosted"]["llm_config"]["engine_kwargs"]
+    engine["tensor_parallel_size"] = 4  # 8 bundles would strand 4 GPUs
+    problems = validate_rayservice(_with_serve(production, serve))
+    assert len(problems) == 1 and "tensor_parallel_size" in problems[0], problems
+
+
+def test_a_judge_without_its_worker_group_does_not_fit_elsewhere(production: dict[str, Any]) -> None:
+    """Pinning: the 8-GPU pairwise pod has room, but the principle judge's GPUs must come from its own group."""
+    bad = copy.deepcopy(production)
+    groups = bad["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+    groups[:] = [g for g in groups if g["groupName"] != "principle"]
+    _worker_container(bad, "pairwise")["resources"]["limits"]["nvidia.com/gpu"] = "9"
+    _worker_container(bad, "pairwise")["resources"]["requests"]["nvidia.com/gpu"] = "9"
+    problems = validate_rayservice(bad)
+    assert problems and all("principle judge replica 1" in p for p in problems), problems
+
+
+def test_autoscaling_maxima_must_fit_too(single_node: dict[str, Any]) -> None:
+    serve = _serve(single_node)
+    deployment = serve["applications"][0]["args"]["principle"]["hosted"]["llm_config"]["deployment_config"]
+    assert deployment["autoscaling_config"]["max_replicas"] == 4  # 4 + the pairwise judge's 4 = the node's 8
+    deployment["autoscaling_config"]["max_replicas"] = 5
+    problems = validate_rayservice(_with_serve(single_node, serve))
+    assert len(problems) == 1 and problems[0].startswith("at the autoscaling maxima, the principle judge replica 5")
+
+
+def test_router_replicas_need_cpus_outside_the_head(production: dict[str, Any]) -> None:
+    serve = _serve(production)
+    serve["applications"][0]["args"]["router"]["deployment"]["ray_actor_options"]["num_cpus"] = 60
+    problems = validate_rayservice(_with_serve(production, serve))
+    assert problems and "router replica 2" in problems[0], problems
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("Genrm", "DNS-1035"), ("genrm_ensemble", "DNS-1035"), ("9genrm", "DNS-1035"), ("g" * 48, "at most 47")],
+)
+def test_names_must_suit_kuberay(production: dict[str, Any], name: str, message: str) -> None:
+    bad = copy.deepcopy(production)
+    bad["metadata"]["name"] = name
+    _group(bad, "principle")["groupName"] = name
+    problems = validate_rayservice(bad)
+    where = [p.split(":")[0] for p in problems]
+    assert where == ["metadata.name", "spec.rayClusterConfig.workerGroupSpecs[0].groupName"]
+    assert all(message in p for p in problems)
+
+
+def test_gpus_on_the_head_or_unequal_gpu_requests_fail(production: dict[str, Any]) -> None:
+    bad = copy.deepcopy(production)
+    head = bad["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    head["resources"]["limits"]["nvidia.com/gpu"] = "1"
+    _worker_container(bad, "principle")["resources"]["requests"]["nvidia.com/gpu"] = "2"
+    problems = validate_rayservice(bad)
+    assert any("the head must not take GPUs" in p for p in problems), problems
+    assert any("request 2 needs an equal limit" in p for p in problems), problems
+
+
+def test_layout_parameters_are_checked() -> None:
+    base = yaml.safe_load(LAYOUTS[0].read_text())
+    for change, message in [
+        ({"nmae": "x"}, "nmae"),
+        ({"name": "GenRM"}, "DNS-1035"),
+        ({"upgrade_strategy": "Rolling"}, "upgrade_strategy"),
+        ({"worker_groups": [{**base["worker_groups"][0], "min_replicas": 2}]}, "min_replicas <= replicas"),
+        ({"worker_groups": [base["worker_groups"][0], base["worker_groups"][0]]}, "unique"),
+    ]:
+        with pytest.raises(ValidationError, match=message):
+            Layout.model_validate({**base, **change})
+
+
+def test_cli_checks_the_committed_manifests(capsys: pytest.CaptureFixture[str]) -> None:
+    os.chdir(ROOT)
+    assert main(["render-k8s", "--check", *map(str, LAYOUTS)]) == 0
+    files = [str(ROOT / "k8s" / layout / "rayservice.yaml") for layout in ("production", "single-node")]
+    crd = ["--crd", str(CRD)] if CRD.is_file() else []
+    assert main(["check-k8s", *files, *crd]) == 0
+    assert capsys.readouterr().out.count(": OK") == 2
+
+
+def test_readme_steps_name_what_the_manifests_create(production: dict[str, Any]) -> None:
+    """The README's KubeRay walk-through uses the files, object names and request body the project really has."""
+    import json
+    import re
+
+    from serve_app.schemas import BestOfNRequest
+
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Running on Kubernetes (KubeRay)") : text.index("## Layout")]
+    for path in re.findall(r"(?:-f|render-k8s|check-k8s) (k8s/[\w./-]+)", section):
+        assert (ROOT / path).is_file(), path
+    name = production["metadata"]["name"]
+    job = yaml.safe_load_all((ROOT / "k8s" / "production" / "models.yaml").read_text())
+    assert f"job/{next(d for d in job if d['kind'] == 'Job')['metadata']['name']}" in section
+    assert f"svc/{production['spec']['serveService']['metadata']['name']} 8000:8000" in section
+    assert f"kubectl get rayservice {name} -w" in section
+    assert f"svc/{name}-head-svc 8265:8265" in section
+    body = re.search(r"curl -s localhost:8000/v1/best_of_n .*?-d '(.*?)'\n", section)
+    assert body is not None
+    BestOfNRequest.model_validate(json.loads(body.group(1)))

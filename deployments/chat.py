@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from deployments.text_safety import neutralize, section, turn_marker
 
@@ -30,13 +30,30 @@ QUOTED_DATA_RULE = (
 )
 
 
+def valid_unicode(text: str) -> str:
+    """JSON may carry unpaired surrogates (e.g. ``"\\ud800"``) that no tokenizer or UTF-8 writer accepts: refuse
+    them at the boundary instead of failing deep inside a judge call."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"invalid Unicode: unpaired surrogate U+{ord(text[exc.start]):04X} at character {exc.start}; send valid "
+            f"UTF-8 text"
+        ) from None
+    return text
+
+
+#: A string from an untrusted client: any valid Unicode text.
+Text = Annotated[str, AfterValidator(valid_unicode)]
+
+
 class ChatMessage(BaseModel):
     """One turn of the user's conversation (the context a candidate answers)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     role: Role
-    content: str
+    content: Text
 
 
 ConversationInput = Sequence[ChatMessage | Mapping[str, str]]

@@ -144,3 +144,24 @@ class OpenAIHttpClient:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+class GarblingClient:
+    """Fault injection for resilience tests and drills: wraps a client and replaces a seeded, reproducible
+    fraction of its answers with text no parser reads (and no logprobs), as a broken or confused model would."""
+
+    GARBLE = "<garbled judge output>"
+
+    def __init__(self, inner: ChatClient, fraction: float, seed: int = 0) -> None:
+        import random
+
+        self.inner = inner
+        self.model = inner.model
+        self.fraction = fraction
+        self._random = random.Random(seed)
+
+    async def chat(self, request: dict[str, Any]) -> Completion:
+        completion = await self.inner.chat(request)
+        if self._random.random() < self.fraction:
+            return completion.model_copy(update={"text": self.GARBLE, "logprobs": None, "finish_reason": "stop"})
+        return completion

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from deployments.chat import JudgeMessage, PromptFormat
+from deployments.chat import ConversationInput, JudgeMessage, PromptFormat
 from deployments.engine_client import ChatClient, Completion
 
 
@@ -42,11 +42,20 @@ class JudgeSettings(BaseModel):
 class Judge:
     """Base class: holds the client and settings, and sends one chat request per message list."""
 
+    #: how many responses one call shows (they share the context left after the fixed prompt)
+    responses_per_call: int = 1
+
     def __init__(self, client: ChatClient, settings: JudgeSettings, special_tokens: Sequence[str] = ()) -> None:
         self.client = client
         self.settings = settings
         #: the checkpoint's own special tokens, neutralised in untrusted text on top of the built-in list
         self.special_tokens = tuple(special_tokens)
+
+    def messages(
+        self, conversation: ConversationInput, responses: Sequence[str], principle: str | None
+    ) -> list[JudgeMessage]:
+        """The messages of one call showing ``responses`` (``responses_per_call`` of them)."""
+        raise NotImplementedError
 
     def _request(self, messages: list[JudgeMessage], **extra: Any) -> dict[str, Any]:
         s = self.settings.sampling

@@ -14,14 +14,14 @@ from deployments.principle import host as principle_host
 from serve_app.config import AppConfig, _JudgeConfig
 from serve_app.model_cache import ensure_local_model, is_package_source
 
-_HOSTS = {"principle": principle_host, "pairwise": pairwise_host}
+JUDGE_HOSTS = {"principle": principle_host, "pairwise": pairwise_host}
 
 
 def judge_llm_configs(config: AppConfig, *, resolve_sources: bool = True) -> dict[str, dict[str, Any]]:
     """LLMConfig fields per hosted judge, model-card defaults merged in. ``resolve_sources`` converts packaged
     models into local folders (off for offline validation of production configs)."""
     out = {}
-    for role, host in _HOSTS.items():
+    for role, host in JUDGE_HOSTS.items():
         judge: _JudgeConfig | None = getattr(config, role)
         if judge is None or judge.hosted is None:
             continue
@@ -50,7 +50,7 @@ def build_app(args: dict[str, Any]) -> Any:
     llm_fields = judge_llm_configs(config)
     servers: dict[str, Any] = {}
     tokenizers: dict[str, str] = {}
-    for role, host in _HOSTS.items():
+    for role, host in JUDGE_HOSTS.items():
         judge: _JudgeConfig | None = getattr(config, role)
         if judge is None:
             continue
@@ -61,8 +61,11 @@ def build_app(args: dict[str, Any]) -> Any:
     # Serve's own queue must never be what refuses requests: the router's admission control answers 503 itself.
     options = {"max_ongoing_requests": limits.max_concurrent_requests + limits.max_queued_requests + 32}
     options.update(limits.deployment)
+    dumped = config.model_dump(mode="json")
+    if limits.auth_token is not None:  # JSON dumps hide secrets; the router needs the value
+        dumped["router"]["auth_token"] = limits.auth_token.get_secret_value()
     return Router.options(**options).bind(
-        config.model_dump(mode="json"),
+        dumped,
         tokenizers,
         servers.get("principle"),
         servers.get("pairwise"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from deployments.hosting import HostedModel
 from deployments.pairwise.judge import PairwiseSettings
@@ -26,6 +26,19 @@ class EndpointModel(BaseModel):
     model: str = Field(description="the served model name")
     tokenizer: str = Field(description="local folder or hub id of the served model's tokenizer")
     api_key_env: str | None = Field(default=None, description="environment variable holding the API key")
+    max_model_len: int | None = Field(
+        default=None, ge=256, description="the served model's context length, for the overlong-text policy"
+    )
+
+
+class FaultInjection(BaseModel):
+    """Deliberate faults, for resilience tests and drills only: a fraction of this judge's answers are replaced by
+    unreadable text before parsing, so they count as parse failures."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    garble_fraction: float = Field(ge=0.0, le=1.0)
+    seed: int = 0
 
 
 class _JudgeConfig(BaseModel):
@@ -34,6 +47,7 @@ class _JudgeConfig(BaseModel):
     hosted: HostedModel | None = None
     endpoint: EndpointModel | None = None
     call_timeout_s: float = Field(default=600.0, gt=0.0, description="per judge call; a timed-out call is retried")
+    fault_injection: FaultInjection | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> _JudgeConfig:
@@ -74,6 +88,20 @@ class RouterConfig(BaseModel):
     max_queued_requests: int = Field(default=16, ge=0, description="waiting beyond those; more get 503")
     retry_after_s: int = Field(default=5, ge=1, description="Retry-After sent with a 503")
     max_request_bytes: int = Field(default=4_000_000, ge=1024)
+    max_request_s: float = Field(
+        default=3600.0, gt=0.0, description="a best-of-N/rank request that runs longer gets 503 instead of hanging"
+    )
+    overlong: Literal["reject", "truncate"] = Field(
+        default="reject",
+        description="a candidate longer than the judges' context leaves room for: 422 (reject), or cut to fit and "
+        "listed in the response's 'truncated' (truncate)",
+    )
+    auth_token: SecretStr | None = Field(
+        default=None, description="bearer token required on every route but /healthz (prefer auth_token_env)"
+    )
+    auth_token_env: str | None = Field(
+        default="GENRM_API_TOKEN", description="environment variable holding the bearer token, when set and non-empty"
+    )
     selection: SelectionConfig = SelectionConfig()
     deployment: dict[str, Any] = Field(
         default_factory=lambda: {"ray_actor_options": {"num_cpus": 0}},

@@ -11,25 +11,38 @@ Serve pickles the deployment class by value when it is decorated, so everything 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import dataclasses
+import hmac
+import json
 import logging
+import os
 import time
 from collections import Counter as Tally
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from ray import serve
 from starlette.background import BackgroundTask
 
-from deployments.engine_client import ChatClient, OpenAIHttpClient, ServeHandleClient
+from deployments.chat import ChatMessage
+from deployments.context import ContextBudget
+from deployments.engine_client import ChatClient, GarblingClient, OpenAIHttpClient, ServeHandleClient
+from deployments.hosting import llm_config_dict
+from deployments.judge import Judge
 from deployments.pairwise.judge import PairwiseJudge
 from deployments.principle.judge import PrincipleJudge
 from deployments.principle.parse import VerdictTokens
 from policies.debias import combine_results
+from policies.duplicates import expand_result, group_duplicates
 from policies.selection import SelectionConfig, SelectionResult, select_best
 from policies.verdicts import PairwiseResult, PrincipleResult
+from serve_app.app import JUDGE_HOSTS
 from serve_app.config import AppConfig, RouterConfig, _JudgeConfig
 from serve_app.metrics import RequestStats, RouterMetrics, record
 from serve_app.schemas import (
@@ -91,10 +104,71 @@ def _load_tokenizer(source: str) -> Any:
 
 
 def _client(judge: _JudgeConfig, handle: Any) -> ChatClient:
+    client: ChatClient
     if judge.endpoint is not None:
         e = judge.endpoint
-        return OpenAIHttpClient(e.base_url, e.model, api_key_env=e.api_key_env, timeout_s=judge.call_timeout_s)
-    return ServeHandleClient(handle, judge.served_model)
+        client = OpenAIHttpClient(e.base_url, e.model, api_key_env=e.api_key_env, timeout_s=judge.call_timeout_s)
+    else:
+        client = ServeHandleClient(handle, judge.served_model)
+    if judge.fault_injection is not None:
+        client = GarblingClient(client, judge.fault_injection.garble_fraction, judge.fault_injection.seed)
+    return client
+
+
+def _context_tokens(role: str, judge: _JudgeConfig) -> int | None:
+    """The judge model's context length: the engine's max_model_len (model-card default merged in), or what the
+    endpoint's config states; None when unknown (then overlong text is left to the model server)."""
+    if judge.endpoint is not None:
+        return judge.endpoint.max_model_len
+    assert judge.hosted is not None
+    engine = llm_config_dict(judge.hosted, JUDGE_HOSTS[role].ENGINE_DEFAULTS).get("engine_kwargs", {})
+    value = engine.get("max_model_len")
+    return int(value) if value else None
+
+
+#: the least room a response may have before a request is refused as leaving no space for candidates
+MIN_RESPONSE_TOKENS = 16
+
+
+def _fit_texts(
+    budgets: dict[str, ContextBudget],
+    conversation: Sequence[ChatMessage],
+    texts: Sequence[str],
+    principles: Sequence[str],
+    policy: str,
+    what: str,
+) -> tuple[list[str], list[int]]:
+    """``texts`` made to fit every judge's context (the overlong policy: reject or truncate), and the indices that
+    were cut. Raises a 422 when a text is too long under 'reject', or when nothing would fit."""
+    rooms = []
+    for role, budget in budgets.items():
+        conversation_tokens = budget.conversation_tokens(conversation)
+        principle_tokens = max((budget.count(p) for p in principles), default=0)
+        room = budget.room(conversation_tokens, principle_tokens)
+        if room < MIN_RESPONSE_TOKENS:
+            raise _reject(
+                422,
+                f"the conversation ({conversation_tokens} tokens) and principles ({principle_tokens} tokens) leave no "
+                f"room for a {what} in the {role} judge's context of {budget.context_tokens} tokens, of which "
+                f"{budget.answer_tokens} are kept for its answer; shorten the conversation",
+            )
+        rooms.append((room, role, budget))
+    out = list(texts)
+    cut: set[int] = set()
+    for room, role, budget in sorted(rooms, key=lambda r: r[0]):  # tightest judge first: its limit is the one to name
+        for i, text in enumerate(out):
+            tokens = budget.count(text)
+            if tokens <= room:
+                continue
+            if policy == "reject":
+                raise _reject(
+                    422,
+                    f"{what} {i} is {tokens} tokens; the {role} judge's context leaves room for {room} per {what} "
+                    f"with this conversation (overlong policy 'reject'; a deployment can choose 'truncate')",
+                )
+            out[i] = budget.truncate(text, room)
+            cut.add(i)
+    return out, sorted(cut)
 
 
 def _json(model: BaseModel, background: BackgroundTask | None = None) -> Response:
@@ -115,19 +189,109 @@ def _failures(result: Any) -> int:
     return 0
 
 
-#: Set by the replica from its configuration (module state: the middleware has no access to the replica).
-_BODY_LIMIT = [RouterConfig().max_request_bytes]
+@dataclasses.dataclass
+class _Selected:
+    """What one best-of-N/rank selection produced, in the request's own candidate indices."""
+
+    result: SelectionResult
+    config: SelectionConfig
+    principles: list[str]
+    timings: Timings
+    duplicates: list[list[int]]
+    truncated: list[int]
 
 
-@api.middleware("http")
-async def _limit_body(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
-    from fastapi.responses import JSONResponse
+class _Gate:
+    """Checks done before FastAPI parses anything, as plain ASGI: the bearer token (every route but /healthz) and
+    the body size, counted as it arrives so a body without Content-Length cannot exceed it either. The replica
+    sets ``limit`` and ``token`` from its configuration (module state: middleware has no access to the replica)."""
 
-    limit = _BODY_LIMIT[0]
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        return JSONResponse(status_code=413, content={"detail": f"request body over {limit} bytes"})
-    return await call_next(request)
+    limit = RouterConfig().max_request_bytes
+    token: bytes | None = None
+    OPEN_PATHS = ("/healthz",)
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        # Serve mounts the app under its route prefix (root_path); the open paths are relative to it.
+        path = scope["path"].removeprefix(scope.get("root_path", ""))
+        if _Gate.token is not None and path not in self.OPEN_PATHS and not self._authorised(scope):
+            response = JSONResponse(
+                status_code=401,
+                content={"detail": "missing or wrong bearer token: send the header 'Authorization: Bearer <token>'"},
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+            await response(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None:
+            if not length.isdigit():
+                await JSONResponse(status_code=400, content={"detail": "invalid Content-Length"})(scope, receive, send)
+                return
+            if int(length) > _Gate.limit:
+                await self._too_large(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
+            return
+        # No Content-Length (chunked): read the body here, at most the limit, then hand it on.
+        body = bytearray()
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > _Gate.limit:
+                await self._too_large(scope, receive, send)
+                return
+        replayed = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    def _authorised(scope: dict[str, Any]) -> bool:
+        header = dict(scope.get("headers") or []).get(b"authorization", b"")
+        scheme, _, value = header.partition(b" ")
+        assert _Gate.token is not None
+        return scheme.lower() == b"bearer" and hmac.compare_digest(value.strip(), _Gate.token)
+
+    @staticmethod
+    async def _too_large(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        detail = f"request body over {_Gate.limit} bytes (router.max_request_bytes)"
+        await JSONResponse(status_code=413, content={"detail": detail})(scope, receive, send)
+
+
+api.add_middleware(_Gate)
+
+
+@api.exception_handler(RequestValidationError)
+async def _invalid_request(request: Request, exc: RequestValidationError) -> Response:
+    """422 with where and what, never the offending input: it may be huge, hostile, or not encodable at all (a
+    lone surrogate in the default handler's echo of the input turned a 422 into a 500)."""
+    errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
+    return Response(
+        content=json.dumps({"detail": errors}, ensure_ascii=True), status_code=422, media_type="application/json"
+    )
+
+
+def _auth_token(limits: RouterConfig) -> bytes | None:
+    if limits.auth_token is not None:
+        return limits.auth_token.get_secret_value().encode()
+    value = os.environ.get(limits.auth_token_env) if limits.auth_token_env else None
+    return value.encode() if value else None
 
 
 @serve.deployment
@@ -144,22 +308,35 @@ class Router:
         self.limits: RouterConfig = self.config.router
         self.metrics = RouterMetrics()
         self.admission = Admission(self.limits.max_concurrent_requests, self.limits.max_queued_requests)
-        _BODY_LIMIT[0] = self.limits.max_request_bytes
+        _Gate.limit = self.limits.max_request_bytes
+        _Gate.token = _auth_token(self.limits)
         self.principle: PrincipleJudge | None = None
         self.pairwise: PairwiseJudge | None = None
+        loaded: dict[str, Any] = {}  # one tokenizer object per source: both judges often share one
+        judges: dict[str, tuple[Judge, Any]] = {}
         if (p := self.config.principle) is not None:
-            tok = _load_tokenizer(tokenizers["principle"])
+            tok = loaded.setdefault(tokenizers["principle"], _load_tokenizer(tokenizers["principle"]))
             self.principle = PrincipleJudge(
                 _client(p, principle_server),
                 p.settings,
                 VerdictTokens.from_tokenizer(tok, family=p.verdict_family),
                 special_tokens=tok.all_special_tokens,
             )
+            judges["principle"] = (self.principle, tok)
         if (q := self.config.pairwise) is not None:
-            tok = _load_tokenizer(tokenizers["pairwise"])
+            source = tokenizers["pairwise"]
+            tok = loaded[source] if source in loaded else _load_tokenizer(source)
             self.pairwise = PairwiseJudge(
                 _client(q, pairwise_server), q.settings, special_tokens=tok.all_special_tokens
             )
+            judges["pairwise"] = (self.pairwise, tok)
+        self.budgets: dict[str, ContextBudget] = {}
+        for role, (judge, tok) in judges.items():
+            context = _context_tokens(role, getattr(self.config, role))
+            if context is not None:
+                self.budgets[role] = ContextBudget(judge, tok, context)
+        # Token counting is CPU work: one thread keeps it off the event loop and never shares a tokenizer.
+        self._tokenizing = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize")
 
     # ---- helpers -------------------------------------------------------------------------------------------
 
@@ -206,7 +383,7 @@ class Router:
             )
         self._check_texts(body.candidates, "candidate")
         self._check_texts([m.content for m in body.conversation], "conversation turn")
-        self._check_texts(principles, "principle")
+        self._check_texts([*principles, *filter(None, [body.principle_for_pairwise])], "principle")
         return principles
 
     def _selection(self, options: SelectionOptions) -> SelectionConfig:
@@ -219,18 +396,35 @@ class Router:
         except ValueError as exc:
             raise _reject(422, f"invalid selection options: {exc}") from exc
 
-    async def _select(
-        self, body: BestOfNRequest, stats: RequestStats
-    ) -> tuple[SelectionResult, SelectionConfig, list[str], Timings]:
+    async def _fit(
+        self, conversation: Sequence[ChatMessage], texts: Sequence[str], principles: Sequence[str], what: str
+    ) -> tuple[list[str], list[int]]:
+        if not self.budgets:
+            return list(texts), []
+        return await asyncio.get_running_loop().run_in_executor(
+            self._tokenizing,
+            _fit_texts,
+            self.budgets,
+            conversation,
+            texts,
+            principles,
+            self.limits.overlong,
+            what,
+        )
+
+    async def _select(self, body: BestOfNRequest, stats: RequestStats) -> _Selected:
         started = time.perf_counter()
         principles = self._check_request(body)
         config = self._selection(body)
         conversation = body.conversation
-        candidates = body.candidates
         if config.strategy != "principle" and self.pairwise is None and not (config.use_principle and self.principle):
             raise _reject(422, f"strategy {config.strategy!r} needs the pairwise judge, which is not configured")
         if config.strategy == "principle" and self.principle is None:
             raise _reject(422, "strategy 'principle' needs the principle judge, which is not configured")
+        # Copies are judged once: the selection runs over the distinct texts and is mapped back afterwards.
+        groups = group_duplicates(body.candidates)
+        distinct = [body.candidates[g[0]] for g in groups]
+        candidates: list[str] = distinct
         attempts: Tally[tuple[int, int]] = Tally()
 
         pairwise_judge = None
@@ -258,7 +452,11 @@ class Router:
 
         try:
             async with self.admission.slot() as queued_s:
-                result = await select_best(len(candidates), pairwise_judge, principle_judge, config)
+                prompt_principles = [*principles, *filter(None, [body.principle_for_pairwise])]
+                candidates, cut = await self._fit(conversation, distinct, prompt_principles, "candidate")
+                result = await asyncio.wait_for(
+                    select_best(len(candidates), pairwise_judge, principle_judge, config), self.limits.max_request_s
+                )
         except Overloaded:
             raise self._refuse(
                 stats,
@@ -267,42 +465,63 @@ class Router:
                 f"{self.limits.max_queued_requests} queued); retry later",
                 headers={"Retry-After": str(self.limits.retry_after_s)},
             ) from None
+        except TimeoutError:
+            raise self._refuse(
+                stats,
+                503,
+                f"the judges did not finish within {self.limits.max_request_s:g} s (router.max_request_s); retry "
+                f"later or with fewer candidates or a smaller budget",
+                headers={"Retry-After": str(self.limits.retry_after_s)},
+            ) from None
+        result = expand_result(result, groups)
         total = time.perf_counter() - started
         stats.status, stats.latency_s, stats.strategy = "200", total, config.strategy
         stats.swap_inconsistency = result.swap_inconsistency
         stats.degraded = bool(result.degraded)
         if result.degraded:
             logger.warning("degraded answer on %s: %s", stats.route, "; ".join(result.degraded))
-        return result, config, principles, Timings(total_s=total, selection_s=result.elapsed_s, queued_s=queued_s)
+        return _Selected(
+            result=result,
+            config=config,
+            principles=principles,
+            timings=Timings(total_s=total, selection_s=result.elapsed_s, queued_s=queued_s),
+            duplicates=[g for g in groups if len(g) > 1],
+            truncated=sorted(i for u in cut for i in groups[u]),
+        )
 
     # ---- routes --------------------------------------------------------------------------------------------
 
     @api.post("/v1/best_of_n", response_model=BestOfNResponse, summary="Choose the best of N candidates")
     async def best_of_n(self, body: BestOfNRequest) -> Response:
         stats = RequestStats("best_of_n")
-        result, config, principles, timings = await self._select(body, stats)
+        selected = await self._select(body, stats)
+        result = selected.result
         answer = BestOfNResponse(
             index=result.best,
             text=body.candidates[result.best],
-            strategy=config.strategy,
+            strategy=selected.config.strategy,
             ranking=result.ranking,
             candidates=result.candidates,
             comparisons=result.comparisons,
-            principles=principles if result.principle_calls else [],
+            principles=selected.principles if result.principle_calls else [],
             pairwise_calls=result.pairwise_calls,
             principle_calls=result.principle_calls,
             failed_calls=result.failed_calls,
             rounds=result.rounds,
             swap_inconsistency=result.swap_inconsistency,
             degraded=result.degraded,
-            timings=timings,
+            duplicates=selected.duplicates,
+            truncated=selected.truncated,
+            overlong_policy=self.limits.overlong,
+            timings=selected.timings,
         )
         return _json(answer, BackgroundTask(record, self.metrics, stats))
 
     @api.post("/v1/rank", response_model=RankResponse, summary="Scores for all N candidates (e.g. RLHF rollouts)")
     async def rank(self, body: RankRequest) -> Response:
         stats = RequestStats("rank")
-        result, _, _, timings = await self._select(body, stats)
+        selected = await self._select(body, stats)
+        result = selected.result
         by_index = sorted(result.candidates, key=lambda c: c.index)
         answer = RankResponse(
             scores=[c.score for c in by_index],
@@ -312,7 +531,10 @@ class Router:
             principle_calls=result.principle_calls,
             failed_calls=result.failed_calls,
             degraded=result.degraded,
-            timings=timings,
+            duplicates=selected.duplicates,
+            truncated=selected.truncated,
+            overlong_policy=self.limits.overlong,
+            timings=selected.timings,
         )
         return _json(answer, BackgroundTask(record, self.metrics, stats))
 
@@ -323,17 +545,23 @@ class Router:
         if len(body.principles) > self.limits.max_principles:
             raise _reject(422, f"{len(body.principles)} principles; at most {self.limits.max_principles} are allowed")
         self._check_texts([body.response, *body.principles, *(m.content for m in body.conversation)], "text")
+        (response,), cut = await self._fit(body.conversation, [body.response], body.principles, "response")
         judge = self.principle
         stats = RequestStats("principle_score")
         try:
             results = await self._timed(
-                stats, "principle", lambda: judge.score(body.conversation, body.response, body.principles)
+                stats, "principle", lambda: judge.score(body.conversation, response, body.principles)
             )
         except Exception as exc:
             raise self._refuse(stats, 503, f"the principle judge is unavailable: {exc}") from exc
         stats.status = "200"
         rewards = [r.reward for r in results if r.reward is not None]
-        answer = PrincipleScoreResponse(results=results, mean_reward=sum(rewards) / len(rewards) if rewards else None)
+        answer = PrincipleScoreResponse(
+            results=results,
+            mean_reward=sum(rewards) / len(rewards) if rewards else None,
+            truncated=bool(cut),
+            overlong_policy=self.limits.overlong,
+        )
         return _json(answer, BackgroundTask(record, self.metrics, stats))
 
     @api.post("/v1/compare", response_model=CompareResponse, summary="Compare two responses in both orders")
@@ -341,6 +569,9 @@ class Router:
         if self.pairwise is None:
             raise _reject(404, "the pairwise judge is not configured in this deployment")
         self._check_texts([body.response_1, body.response_2, *(m.content for m in body.conversation)], "text")
+        (first, second), cut = await self._fit(
+            body.conversation, [body.response_1, body.response_2], list(filter(None, [body.principle])), "response"
+        )
         judge = self.pairwise
         stats = RequestStats("compare")
 
@@ -352,14 +583,18 @@ class Router:
             except Exception as exc:
                 return PairwiseResult(failure=f"judge error: {exc}")
 
-        forward, backward = await asyncio.gather(
-            one(body.response_1, body.response_2), one(body.response_2, body.response_1)
-        )
+        forward, backward = await asyncio.gather(one(first, second), one(second, first))
         if not forward.ok and not backward.ok and "judge error" in (forward.failure or ""):
             raise self._refuse(stats, 503, f"the pairwise judge is unavailable: {forward.failure}")
         stats.status = "200"
         comparison = combine_results(0, 1, [forward], [backward])
-        answer = CompareResponse(forward=forward, backward=backward, comparison=comparison)
+        answer = CompareResponse(
+            forward=forward,
+            backward=backward,
+            comparison=comparison,
+            truncated=[f"response_{i + 1}" for i in cut],
+            overlong_policy=self.limits.overlong,
+        )
         return _json(answer, BackgroundTask(record, self.metrics, stats))
 
     @api.get("/healthz", response_model=Health, summary="Liveness of the router")

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from deployments.chat import ChatMessage, validate_history
+from deployments.chat import ChatMessage, Text, validate_history
 from policies.debias import Comparison
 from policies.selection import CandidateScore, Strategy
 from policies.verdicts import PairwiseResult, PrincipleResult
@@ -31,7 +31,7 @@ class _Request(BaseModel):
         return value
 
 
-def _check_principles(value: list[str] | None) -> list[str] | None:
+def _check_principles(value: list[Text] | None) -> list[Text] | None:
     if value is not None:
         for i, p in enumerate(value):
             if not p.strip():
@@ -52,11 +52,11 @@ class SelectionOptions(BaseModel):
 
 
 class BestOfNRequest(_Request, SelectionOptions):
-    candidates: list[str] = Field(min_length=1, description="the N responses to the last user turn")
-    principles: list[str] | None = Field(
+    candidates: list[Text] = Field(min_length=1, description="the N responses to the last user turn")
+    principles: list[Text] | None = Field(
         default=None, description="principles for the principle judge; default from the configuration"
     )
-    principle_for_pairwise: str | None = Field(
+    principle_for_pairwise: Text | None = Field(
         default=None, description="optional principle the pairwise judge applies instead of its default evaluation"
     )
 
@@ -73,9 +73,21 @@ class BestOfNRequest(_Request, SelectionOptions):
     def _principles(cls, value: list[str] | None) -> list[str] | None:
         return _check_principles(value)
 
+    @field_validator("principle_for_pairwise")
+    @classmethod
+    def _pairwise_principle(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("principle_for_pairwise is empty; omit it to use the judge's default evaluation")
+        return value
+
 
 class RankRequest(BestOfNRequest):
     """Same fields as best-of-N; the answer is a score for every candidate (default strategy: round robin)."""
+
+
+OverlongPolicy = Literal["reject", "truncate"]
+_DUPLICATES = "groups of identical candidates (after NFC and trimming), each judged once as its first index"
+_TRUNCATED = "candidates cut to fit the judges' context (overlong policy 'truncate'), judged on their beginning"
 
 
 class Timings(BaseModel):
@@ -98,6 +110,9 @@ class BestOfNResponse(BaseModel):
     rounds: int
     swap_inconsistency: float | None
     degraded: list[str] = Field(description="empty when every judge answered as asked")
+    duplicates: list[list[int]] = Field(default_factory=list, description=_DUPLICATES)
+    truncated: list[int] = Field(default_factory=list, description=_TRUNCATED)
+    overlong_policy: OverlongPolicy
     timings: Timings
 
 
@@ -109,12 +124,15 @@ class RankResponse(BaseModel):
     principle_calls: int
     failed_calls: int
     degraded: list[str]
+    duplicates: list[list[int]] = Field(default_factory=list, description=_DUPLICATES)
+    truncated: list[int] = Field(default_factory=list, description=_TRUNCATED)
+    overlong_policy: OverlongPolicy
     timings: Timings
 
 
 class PrincipleScoreRequest(_Request):
-    response: str = Field(min_length=1)
-    principles: list[str] = Field(min_length=1)
+    response: Text = Field(min_length=1)
+    principles: list[Text] = Field(min_length=1)
 
     @field_validator("principles")
     @classmethod
@@ -132,12 +150,14 @@ class PrincipleScoreRequest(_Request):
 class PrincipleScoreResponse(BaseModel):
     results: list[PrincipleResult]
     mean_reward: float | None
+    truncated: bool = Field(default=False, description="the response was cut to fit (overlong policy 'truncate')")
+    overlong_policy: OverlongPolicy
 
 
 class CompareRequest(_Request):
-    response_1: str
-    response_2: str
-    principle: str | None = None
+    response_1: Text
+    response_2: Text
+    principle: Text | None = None
 
     @model_validator(mode="after")
     def _non_blank(self) -> CompareRequest:
@@ -153,6 +173,10 @@ class CompareResponse(BaseModel):
     forward: PairwiseResult = Field(description="response_1 shown first")
     backward: PairwiseResult = Field(description="response_2 shown first")
     comparison: Comparison = Field(description="both orders combined; margin > 0 prefers response_1")
+    truncated: list[Literal["response_1", "response_2"]] = Field(
+        default_factory=list, description="responses cut to fit (overlong policy 'truncate')"
+    )
+    overlong_policy: OverlongPolicy
 
 
 class JudgeInfo(BaseModel):

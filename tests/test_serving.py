@@ -7,76 +7,28 @@ is far too small to judge well, so the tests check structure and bookkeeping, ne
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("ray.serve.llm", reason="needs ray[serve] with a vLLM build (the CPU default)")
 httpx = pytest.importorskip("httpx")
 
-ROOT = Path(__file__).resolve().parent.parent
-BASE = "http://127.0.0.1:8000"
-START_TIMEOUT_S = 900
-CONVERSATION = [{"role": "user", "content": "What is the capital of France?"}]
-CANDIDATES = ["The capital of France is Paris.", "I think it is Lyon.", "Paris.", "France has no capital."]
-
-
-def _ready(client: httpx.Client) -> bool:
-    """The router answers and both engines have produced a verdict once (first calls warm the engines up)."""
-    try:
-        compare = client.post(
-            "/v1/compare", json={"conversation": CONVERSATION, "response_1": "Paris", "response_2": "Lyon"}
-        )
-        score = client.post(
-            "/v1/principle_score",
-            json={"conversation": CONVERSATION, "response": "Paris", "principles": ["correctness"]},
-        )
-    except httpx.HTTPError:
-        return False
-    return compare.status_code == 200 and score.status_code == 200
-
-
-@pytest.fixture(scope="module")
-def service() -> Iterator[httpx.Client]:
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT)}
-    serve_cli = Path(sys.executable).parent / "serve"
-    log = (ROOT / ".pytest_cache" / "serve-run.log").open("w") if (ROOT / ".pytest_cache").is_dir() else None
-    proc = subprocess.Popen(
-        [str(serve_cli), "run", "config.yaml"],
-        cwd=ROOT,
-        env=env,
-        stdout=log or subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    client = httpx.Client(base_url=BASE, timeout=300)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not _ready(client):
-            if proc.poll() is not None:
-                pytest.fail(f"`serve run config.yaml` exited with {proc.returncode} before it was ready")
-            if time.monotonic() > deadline:
-                pytest.fail(f"`serve run config.yaml` not ready after {START_TIMEOUT_S} s")
-            time.sleep(5)
-        yield client
-    finally:
-        client.close()
-        # SIGTERM stops `serve run` and the cluster it started; nothing else on the machine is touched.
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        if log is not None:
-            log.close()
+from live_service import (  # noqa: E402
+    BASE,
+    CANDIDATES,
+    CONVERSATION,
+    PAIRWISE_DEPLOYMENT,
+    PRINCIPLE_DEPLOYMENT,
+    cpu_args,
+    deployed,
+    judge_handle,
+    metrics_text,
+    router_app,
+    smollm2_folder,
+)
 
 
 def test_openapi_documents_every_route(service: httpx.Client) -> None:
@@ -176,6 +128,19 @@ def test_principle_score_reads_yes_no_logprobs(service: httpx.Client) -> None:
         ({"conversation": CONVERSATION, "candidates": ["a", "b"], "max_pairwise_calls": -1}, 422, "max_pairwise"),
         ({"conversation": CONVERSATION, "candidates": ["a", "b"], "principles": [""]}, 422, "principle 0"),
         ({"conversation": CONVERSATION, "candidates": ["a", "b"], "temperature": 1}, 422, "temperature"),
+        ({"conversation": CONVERSATION, "candidates": "a"}, 422, "candidates"),
+        ({"conversation": {"role": "user"}, "candidates": ["a", "b"]}, 422, "conversation"),
+        ({"conversation": CONVERSATION, "candidates": ["a", "b"], "swap": [1]}, 422, "swap"),
+        ({"conversation": CONVERSATION, "candidates": ["a", "b"], "max_pairwise_calls": 10**6}, 422, "max_pairwise"),
+        ({"conversation": CONVERSATION, "candidates": ["a", "b"], "principles": ["p"] * 9}, 422, "at most 8"),
+        ({"conversation": CONVERSATION, "candidates": ["a", "b"], "principle_for_pairwise": " "}, 422, "omit it"),
+        # config.yaml: 8192-token context, overlong policy "reject"
+        ({"conversation": CONVERSATION, "candidates": ["a", "word " * 9000]}, 422, "candidate 1 is"),
+        (
+            {"conversation": [{"role": "user", "content": "word " * 9000}], "candidates": ["a", "b"]},
+            422,
+            "leave no room for a candidate",
+        ),
     ],
 )
 def test_bad_requests_get_4xx_that_say_why(service: httpx.Client, body: dict, status: int, fragment: str) -> None:
@@ -185,21 +150,46 @@ def test_bad_requests_get_4xx_that_say_why(service: httpx.Client, body: dict, st
 
 
 def test_malformed_and_oversize_bodies(service: httpx.Client) -> None:
-    r = service.post("/v1/best_of_n", content=b"{not json", headers={"content-type": "application/json"})
-    assert r.status_code == 422
-    big = json.dumps({"conversation": CONVERSATION, "candidates": ["x" * 5_000_000]})
-    r = service.post("/v1/best_of_n", content=big.encode(), headers={"content-type": "application/json"})
+    headers = {"content-type": "application/json"}
+    r = service.post("/v1/best_of_n", content=b"{not json", headers=headers)
+    assert r.status_code == 422 and "json" in r.text.lower()
+    big = json.dumps({"conversation": CONVERSATION, "candidates": ["x" * 5_000_000]}).encode()
+    r = service.post("/v1/best_of_n", content=big, headers=headers)
+    assert r.status_code == 413 and "bytes" in r.text
+    # Without Content-Length (chunked), the body is counted as it arrives.
+    r = service.post("/v1/best_of_n", content=(big[i : i + 65536] for i in range(0, len(big), 65536)), headers=headers)
     assert r.status_code == 413 and "bytes" in r.text
 
 
-def _metrics_text() -> str:
-    import ray
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        (b'{"conversation": [{"role": "user", "content": "hi"}], "candidates": ["a\\ud800", "b"]}', "surrogate"),
+        (b'{"conversation": [{"role": "user", "content": "hi \\udfff"}], "candidates": ["a", "b"]}', "surrogate"),
+        (b'{"conversation": [{"role": "user", "content": "hi \xff\xfe"}], "candidates": ["a", "b"]}', ""),
+    ],
+    ids=["lone-high-surrogate", "lone-low-surrogate", "invalid-utf8-bytes"],
+)
+def test_invalid_unicode_is_a_4xx(service: httpx.Client, raw: bytes, fragment: str) -> None:
+    r = service.post("/v1/best_of_n", content=raw, headers={"content-type": "application/json"})
+    assert 400 <= r.status_code < 500, r.text
+    assert fragment in r.text
 
-    from bench.ray_metrics import metrics_text
 
-    if not ray.is_initialized():
-        ray.init(address="auto", logging_level="ERROR")  # joins the cluster `serve run` started; starts nothing
-    return metrics_text()
+def test_duplicate_candidates_are_judged_once(service: httpx.Client) -> None:
+    candidates = ["Paris.", "Lyon.", "Paris.", "  Paris.\n"]
+    body = {"conversation": CONVERSATION, "candidates": candidates, "strategy": "round_robin", "seed": 1}
+    r = service.post("/v1/best_of_n", json=body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["duplicates"] == [[0, 2, 3]]
+    assert out["pairwise_calls"] - out["failed_calls"] <= 2  # one distinct pair, both orders (+ retries)
+    assert out["principle_calls"] == 2  # two distinct texts
+    assert sorted(out["ranking"]) == [0, 1, 2, 3]
+    assert out["index"] in (0, 1)  # a copy is never chosen over its first occurrence
+    scores = {c["index"]: c["score"] for c in out["candidates"]}
+    assert scores[0] == scores[2] == scores[3]
+    assert {(c["i"], c["j"]) for c in out["comparisons"]} <= {(0, 1), (1, 0)}
 
 
 def test_metrics_on_rays_prometheus_endpoint(service: httpx.Client) -> None:
@@ -212,7 +202,7 @@ def test_metrics_on_rays_prometheus_endpoint(service: httpx.Client) -> None:
     deadline = time.monotonic() + 60  # Ray exports metrics every few seconds
     text = ""
     while time.monotonic() < deadline:
-        text = _metrics_text()
+        text = metrics_text()
         if all(w in text for w in wanted):
             break
         time.sleep(3)
@@ -226,37 +216,18 @@ def test_metrics_on_rays_prometheus_endpoint(service: httpx.Client) -> None:
 def test_degraded_when_a_judge_is_down(service: httpx.Client) -> None:
     """A second router in the same cluster: the principle judge is the running engine, the pairwise judge an
     endpoint where nothing listens. The answer comes from the principle judge and says what was missing."""
-    import ray
-    from ray import serve
-
-    from serve_app.config import AppConfig
-    from serve_app.router import Router
-
-    _metrics_text()  # connects this process to the cluster
-    principle_cfg = _cpu_args()["principle"]
-    tokenizer = str(_smollm2_folder())
-    config = AppConfig.model_validate(
-        {
-            "principle": principle_cfg,
-            "pairwise": {
-                "endpoint": {"base_url": "http://127.0.0.1:9/v1", "model": "down", "tokenizer": tokenizer},
-                "call_timeout_s": 5,
-            },
-            "router": {"selection": {"retries": 1}},
-        }
-    )
-    handle = serve.get_deployment_handle("principle-genrm:smollm2-135m-principle", app_name="genrm")
-    app = Router.options(name="DegradedRouter", ray_actor_options={"num_cpus": 0}).bind(
-        config.model_dump(mode="json"), {"principle": tokenizer, "pairwise": tokenizer}, handle, None
-    )
-    serve.run(app, name="degraded", route_prefix="/degraded", blocking=False)
-    try:
-        deadline = time.monotonic() + 120
-        while service.get("/degraded/healthz").status_code != 200:
-            assert time.monotonic() < deadline, "degraded router did not start"
-            time.sleep(2)
+    config = {
+        "principle": cpu_principle(),
+        "pairwise": {
+            "endpoint": {"base_url": "http://127.0.0.1:9/v1", "model": "down", "tokenizer": str(smollm2_folder())},
+            "call_timeout_s": 5,
+        },
+        "router": {"selection": {"retries": 1}},
+    }
+    app = router_app(config, judge_handle(PRINCIPLE_DEPLOYMENT), None, "DegradedRouter")
+    with deployed(app, "degraded", service) as prefix:
         body = {"conversation": CONVERSATION, "candidates": CANDIDATES[:3], "strategy": "knockout"}
-        r = service.post("/degraded/v1/best_of_n", json=body)
+        r = service.post(f"{prefix}/v1/best_of_n", json=body)
         assert r.status_code == 200, r.text
         out = r.json()
         assert any("pairwise judge gave no usable verdict" in d for d in out["degraded"]), out["degraded"]
@@ -265,67 +236,74 @@ def test_degraded_when_a_judge_is_down(service: httpx.Client) -> None:
         scored = [k for k, x in enumerate(rewards) if x is not None]
         assert scored, "the principle judge should still have answered"
         assert rewards[out["index"]] == max(rewards[k] for k in scored)
-        r = service.post(
-            "/degraded/v1/compare", json={"conversation": CONVERSATION, "response_1": "a", "response_2": "b"}
-        )
+        pair = {"conversation": CONVERSATION, "response_1": "a", "response_2": "b"}
+        r = service.post(f"{prefix}/v1/compare", json=pair)
         assert r.status_code == 503 and "unavailable" in r.text
-    finally:
-        serve.delete("degraded")
-        ray.shutdown()  # disconnects this driver only
 
 
-def _cpu_args() -> dict:
-    import yaml
+def test_bearer_token_and_truncation_policy(service: httpx.Client) -> None:
+    """A router configured with a bearer token and the 'truncate' overlong policy, on the real judges."""
+    token = "test-token-4f1c"
+    config = {
+        "principle": cpu_principle(),
+        "pairwise": cpu_args()["pairwise"],
+        "router": {"auth_token": token, "overlong": "truncate"},
+    }
+    app = router_app(config, judge_handle(PRINCIPLE_DEPLOYMENT), judge_handle(PAIRWISE_DEPLOYMENT), "GuardedRouter")
+    with deployed(app, "guarded", service) as prefix:
+        good = {"authorization": f"Bearer {token}"}
+        for path in ("/v1/models", "/openapi.json", "/docs"):
+            for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": token}):
+                r = service.get(f"{prefix}{path}", headers=headers)
+                assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer", (path, headers)
+            assert service.get(f"{prefix}{path}", headers=good).status_code == 200, path
+        assert service.get(f"{prefix}/healthz").status_code == 200  # probes need no token
+        r = service.post(f"{prefix}/v1/best_of_n", json={"conversation": CONVERSATION, "candidates": ["a", "b"]})
+        assert r.status_code == 401
 
-    return yaml.safe_load((ROOT / "config.yaml").read_text())["applications"][0]["args"]
+        long = "Paris is the capital of France. " * 2000  # ~14k tokens, more than the 8192-token context
+        body = {"conversation": CONVERSATION, "candidates": ["Lyon.", long], "strategy": "knockout"}
+        r = service.post(f"{prefix}/v1/best_of_n", json=body, headers=good)
+        assert r.status_code == 200, r.text
+        out = r.json()
+        assert (out["truncated"], out["overlong_policy"]) == ([1], "truncate")
+        assert out["text"] == body["candidates"][out["index"]]  # the original text, not the cut one
+        r = service.post(
+            f"{prefix}/v1/compare",
+            json={"conversation": CONVERSATION, "response_1": long, "response_2": "Lyon."},
+            headers=good,
+        )
+        assert r.status_code == 200 and r.json()["truncated"] == ["response_1"], r.text
+
+
+def cpu_principle() -> dict:
+    return cpu_args()["principle"]
 
 
 def test_overload_gets_503_with_retry_after(service: httpx.Client) -> None:
     """A router admitting 1 running + 2 queued requests, in front of a pairwise judge that takes 3 s per call: of a
     burst of 8, 3 are answered and 5 are refused at once with Retry-After."""
-    import concurrent.futures
-
-    from ray import serve
-
     from bench.instant_judges import InstantPairwise
-    from serve_app.router import Router
 
-    _metrics_text()  # connects this process to the cluster
-    tokenizer = str(_smollm2_folder())
     config = {
         "pairwise": {"hosted": {"llm_config": {"model_loading_config": {"model_id": "slow"}}}},
         "router": {"max_concurrent_requests": 1, "max_queued_requests": 2, "retry_after_s": 7},
     }
-    app = Router.options(name="AdmissionRouter", ray_actor_options={"num_cpus": 0}).bind(
-        config, {"pairwise": tokenizer}, None, InstantPairwise.options(name="SlowPairwise").bind(3.0)
-    )
-    serve.run(app, name="admission", route_prefix="/admission", blocking=False)
+    slow = InstantPairwise.options(name="SlowPairwise").bind(3.0)
     body = {"conversation": CONVERSATION, "candidates": ["Paris.", "Lyon."], "strategy": "knockout", "swap": False}
 
-    def post(_: int) -> tuple[int, str | None, float]:
-        started = time.monotonic()
-        r = httpx.post(f"{BASE}/admission/v1/best_of_n", json=body, timeout=120)
-        return r.status_code, r.headers.get("retry-after"), time.monotonic() - started
+    with deployed(router_app(config, None, slow, "AdmissionRouter"), "admission", service) as prefix:
 
-    try:
-        deadline = time.monotonic() + 120
-        while service.get("/admission/healthz").status_code != 200:
-            assert time.monotonic() < deadline, "admission router did not start"
-            time.sleep(2)
+        def post(_: int) -> tuple[int, str | None, float]:
+            started = time.monotonic()
+            r = httpx.post(f"{BASE}{prefix}/v1/best_of_n", json=body, timeout=120)
+            return r.status_code, r.headers.get("retry-after"), time.monotonic() - started
+
         with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
             results = list(pool.map(post, range(8)))
-    finally:
-        serve.delete("admission")
     statuses = sorted(s for s, _, _ in results)
     assert statuses == [200] * 3 + [503] * 5, results
     refused = [(ra, t) for s, ra, t in results if s == 503]
     assert all(ra == "7" for ra, _ in refused)
     assert max(t for _, t in refused) < 2.5  # refused at once, before the first judge call (3 s) is done
     assert max(t for s, _, t in results if s == 200) >= 9  # the accepted ones ran one at a time
-
-
-def _smollm2_folder() -> Path:
-    from serve_app.model_cache import converted_folder
-
-    source = _cpu_args()["principle"]["hosted"]["llm_config"]["model_loading_config"]["model_source"]
-    return converted_folder(source)

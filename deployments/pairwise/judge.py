@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
-from deployments.chat import ConversationInput
+from deployments.chat import ConversationInput, JudgeMessage
 from deployments.judge import Judge, JudgeSettings
 from deployments.pairwise.parse import VERDICT_KEYS, parse_pairwise
 from deployments.pairwise.prompt import PAIRWISE_JSON_SCHEMA, build_pairwise_messages, pairwise_untrusted_texts
@@ -26,6 +27,21 @@ class PairwiseSettings(JudgeSettings):
 
 class PairwiseJudge(Judge):
     settings: PairwiseSettings
+    responses_per_call = 2
+
+    def messages(
+        self, conversation: ConversationInput, responses: Sequence[str], principle: str | None
+    ) -> list[JudgeMessage]:
+        response_1, response_2 = responses
+        return build_pairwise_messages(
+            conversation,
+            response_1,
+            response_2,
+            principle=principle,
+            prompt_format=self.settings.prompt_format,
+            special_tokens=self.special_tokens,
+            system_prompt=self.settings.system_prompt,
+        )
 
     def _extra(self) -> dict[str, Any]:
         mode = self.settings.structured_output
@@ -44,16 +60,7 @@ class PairwiseJudge(Judge):
     ) -> PairwiseResult:
         """One call with ``response_1`` shown first. Transport errors raise (the caller counts and retries them);
         an unreadable answer is a failed result."""
-        messages = build_pairwise_messages(
-            conversation,
-            response_1,
-            response_2,
-            principle=principle,
-            prompt_format=self.settings.prompt_format,
-            special_tokens=self.special_tokens,
-            system_prompt=self.settings.system_prompt,
-        )
-        completion = await self._send(messages, **self._extra())
+        completion = await self._send(self.messages(conversation, (response_1, response_2), principle), **self._extra())
         if completion.finish_reason == "length" and self.settings.structured_output != "off":
             return PairwiseResult(raw_text=completion.text, failure="answer cut off at max_tokens")
         return parse_pairwise(completion.text, untrusted=pairwise_untrusted_texts(conversation, response_1, response_2))

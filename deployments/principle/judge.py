@@ -6,11 +6,11 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from deployments.chat import ConversationInput
+from deployments.chat import ConversationInput, JudgeMessage
 from deployments.engine_client import ChatClient, JudgeCallError
 from deployments.judge import Judge, JudgeSettings
 from deployments.principle.parse import VerdictTokens, parse_principle_logprobs
-from deployments.principle.prompt import build_principle_batch, principle_untrusted_texts
+from deployments.principle.prompt import build_principle_batch, build_principle_messages, principle_untrusted_texts
 from policies.verdicts import PrincipleResult
 
 #: Structured output for small stand-in models: a few words of reasoning, then the judgement line. The Yes/No
@@ -37,6 +37,19 @@ class PrincipleJudge(Judge):
     ) -> None:
         super().__init__(client, settings, special_tokens)
         self.tokens = tokens
+
+    def messages(
+        self, conversation: ConversationInput, responses: Sequence[str], principle: str | None
+    ) -> list[JudgeMessage]:
+        (response,) = responses
+        return build_principle_messages(
+            conversation,
+            response,
+            principle or "",
+            prompt_format=self.settings.prompt_format,
+            special_tokens=self.special_tokens,
+            system_prompt=self.settings.system_prompt,
+        )
 
     def _extra(self) -> dict[str, Any]:
         extra: dict[str, Any] = {"logprobs": True, "logprob_token_ids": self.tokens.logprob_token_ids}

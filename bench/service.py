@@ -1,0 +1,89 @@
+"""`serve run config.yaml` as a managed subprocess: started, waited for until both engines answer, and stopped with
+everything it started (and nothing else on the machine). Used by the end-to-end tests and the benchmarks."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE = "http://127.0.0.1:8000"
+START_TIMEOUT_S = 900
+CONVERSATION = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def _ready(client: httpx.Client) -> bool:
+    """The router answers and both engines have produced a verdict once (first calls warm the engines up)."""
+    try:
+        compare = client.post(
+            "/v1/compare", json={"conversation": CONVERSATION, "response_1": "Paris", "response_2": "Lyon"}
+        )
+        score = client.post(
+            "/v1/principle_score",
+            json={"conversation": CONVERSATION, "response": "Paris", "principles": ["correctness"]},
+        )
+    except httpx.HTTPError:
+        return False
+    return compare.status_code == 200 and score.status_code == 200
+
+
+class ServeRun:
+    """The running `serve run` process and an HTTP client for it."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], client: httpx.Client) -> None:
+        self.proc = proc
+        self.client = client
+
+
+@contextlib.contextmanager
+def serve_run_process(config: str = "config.yaml") -> Iterator[ServeRun]:
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT)}
+    serve_cli = Path(sys.executable).parent / "serve"
+    log = (ROOT / ".pytest_cache" / "serve-run.log").open("w") if (ROOT / ".pytest_cache").is_dir() else None
+    proc = subprocess.Popen(
+        [str(serve_cli), "run", config],
+        cwd=ROOT,
+        env=env,
+        stdout=log or subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    client = httpx.Client(base_url=BASE, timeout=300)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not _ready(client):
+            if proc.poll() is not None:
+                raise RuntimeError(f"`serve run config.yaml` exited with {proc.returncode} before it was ready")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"`serve run config.yaml` not ready after {START_TIMEOUT_S} s")
+            time.sleep(5)
+        yield ServeRun(proc, client)
+    finally:
+        client.close()
+        with contextlib.suppress(Exception):
+            import ray
+
+            ray.shutdown()  # this process's driver connection only
+        # SIGTERM stops `serve run` and the cluster it started; nothing else on the machine is touched.
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if log is not None:
+            log.close()
+
+
+@contextlib.contextmanager
+def serve_run() -> Iterator[httpx.Client]:
+    with serve_run_process() as run:
+        yield run.client

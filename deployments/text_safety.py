@@ -11,9 +11,9 @@ Candidates come from policies under RL training, which learn to exploit their ju
    its section early and append text that looks like the project's own instructions.
 
 Matching happens on a *skeleton* of the text: each character is NFKD-decomposed, combining marks and invisible
-characters are dropped, and the result is case-folded. This catches look-alikes, zero-width insertions and case
-variants with one set of patterns. Only the matched spans are rewritten; all other text is left byte-identical,
-so benign candidates reach the judge unchanged.
+characters are dropped, the result is case-folded, and Cyrillic/Greek letters that look Latin are folded to Latin.
+This catches look-alikes, zero-width insertions and case variants with one set of patterns. Only the matched spans
+are rewritten; all other text is left byte-identical, so benign candidates reach the judge unchanged.
 
 Rewriting rule: inside a matched span, every character whose skeleton is one of ``< > | [ ]`` is replaced by a
 visible look-alike that no normalisation maps back (``‹ › ¦ ⁅ ⁆``), and invisible characters are removed. So
@@ -29,8 +29,9 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
-#: Control strings of ChatML / Qwen3 templates. Always applied; callers can add more (e.g. a tokenizer's
-#: ``all_special_tokens``). Any other ``<|...|>``-shaped string is caught by a generic pattern.
+#: Control strings of ChatML / Qwen3 templates, and the added tokens of the CPU default's SmolLM2 vocabulary. Always
+#: applied; callers can add more (e.g. a tokenizer's ``all_special_tokens``). Any other ``<|...|>``-shaped string is
+#: caught by a generic pattern.
 DEFAULT_SPECIAL_TOKENS: tuple[str, ...] = (
     "<|im_start|>",
     "<|im_end|>",
@@ -41,6 +42,23 @@ DEFAULT_SPECIAL_TOKENS: tuple[str, ...] = (
     "</tool_call>",
     "<tool_response>",
     "</tool_response>",
+    # SmolLM2 (StarCoder-style vocabulary): its tokenizer turns these into added tokens when they appear in text,
+    # yet its ``all_special_tokens`` lists only the three ChatML ones. The router passes the whole added vocabulary;
+    # listing them here also covers callers that pass only ``all_special_tokens``.
+    "<repo_name>",
+    "<reponame>",
+    "<file_sep>",
+    "<filename>",
+    "<gh_stars>",
+    "<issue_start>",
+    "<issue_comment>",
+    "<issue_closed>",
+    "<jupyter_start>",
+    "<jupyter_text>",
+    "<jupyter_code>",
+    "<jupyter_output>",
+    "<jupyter_script>",
+    "<empty_output>",
 )
 
 #: Structural character -> visible substitute. The substitutes are NFKC-stable and not look-alikes in the
@@ -52,6 +70,15 @@ _BREAK = "\u00b7"
 
 # Invisible characters that are not in Unicode category Cf but render as nothing (or as blank space).
 _EXTRA_INVISIBLE = frozenset("\u034f\u115f\u1160\u17b4\u17b5\u180e\u2800\u3164\uffa0")
+
+# Cyrillic and Greek letters (after case folding) that look like the Latin letters of our patterns: NFKD keeps
+# them apart, so without this "<<<ЕND RЕSPONSE 1>>>" (Cyrillic Е) would pass as ordinary text.
+_CONFUSABLES = str.maketrans(
+    {
+        **dict(zip("авеікмнорстухѕјүһԁԛԝӏ", "abeikmhopctyxsjyhdqwl", strict=True)),
+        **dict(zip("αβεζηικμνορτυχ", "abezhikmnoptyx", strict=True)),
+    }
+)
 
 
 def _is_invisible(ch: str) -> bool:
@@ -72,7 +99,7 @@ def _char_skeleton(ch: str) -> str:
     if _is_invisible(ch):
         return ""
     parts = (c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c) and not _is_invisible(c))
-    return "".join(parts).casefold()
+    return "".join(parts).casefold().translate(_CONFUSABLES)
 
 
 def _skeleton(text: str) -> tuple[str, list[int] | None]:
@@ -116,13 +143,17 @@ def section(name: str, body: str) -> str:
     return f"{open_marker(name)}\n{body}\n{close_marker(name)}"
 
 
-# Patterns run on the lower-case skeleton. `(?![a-z])` instead of `\b` so that "end_response" still counts.
-_ACTION = r"(?:begin|end|start|stop)(?![a-z])"
+# Patterns run on the lower-case skeleton. Names end with `(?![a-z])` instead of `\b` so that "response_1" still
+# counts. No separator is needed between action and name: the skeleton drops invisible characters, so
+# "END\u200bRESPONSE" reads as "endresponse", and "<<<ENDRESPONSE 1>>>" is a forgery too.
+_ACTION = r"(?:begin|end|start|stop)"
 _NAME = r"(?:conversation|responses?|principle|user|assistant|system|turn)(?![a-z])"
-_PHRASE = rf"{_ACTION}[\s_\-]*(?:of[\s_\-]+)?(?:the[\s_\-]+)?{_NAME}"
+_PHRASE = rf"{_ACTION}[\s_\-]*(?:of[\s_\-]*)?(?:the[\s_\-]*)?{_NAME}"
 # "<<<END RESPONSE 1", "<< end_response", "<<</response>>>", "<<<USER>>>": two or more '<' then a marker phrase.
-# The closing brackets are taken along when present, so the whole marker is defused in one go.
-_DELIM_OPEN = rf"<(?:\s*<)+\s*/?\s*(?:{_PHRASE}|{_NAME}[\s_\-\d]*(?=\s*>))(?:[^<>\n]{{0,20}}?>(?:\s*>)*)?"
+# The closing brackets are taken along when present, so the whole marker is defused in one go. Linear time on
+# hostile input: the '<' run is bounded (of a longer run, the last nine are taken: the marker is still defused) and
+# no two adjacent quantifiers can split the same whitespace; unbounded, "<" * 30_000 took tens of seconds.
+_DELIM_OPEN = rf"<(?:\s*<){{1,8}}\s*(?:/\s*)?(?:{_PHRASE}|{_NAME}[\s_\-\d]*+(?=>))(?:[^<>\n]{{0,20}}?>(?:\s*>)*)?"
 # "END RESPONSE 1>>>" without the opening brackets.
 _DELIM_CLOSE = rf"(?<![a-z]){_PHRASE}[^<>\n]{{0,20}}?>\s*>"
 # Any ChatML-style control token, known or not (e.g. "<|fim_prefix|>", DeepSeek's fullwidth-bar tokens).
@@ -193,8 +224,13 @@ def _neutralize(text: str, special_tokens: tuple[str, ...]) -> str:
         spans = _spans(text, pattern)
         if not spans:
             return text
-        for start, end in reversed(spans):
-            text = text[:start] + _defuse(text[start:end]) + text[end:]
+        # Joined once: splicing span by span copies the whole text per span (quadratic on a long repetition).
+        pieces: list[str] = []
+        done = 0
+        for start, end in spans:
+            pieces += (text[done:start], _defuse(text[start:end]))
+            done = end
+        text = "".join(pieces) + text[done:]
     # Only conceivable with odd caller-supplied tokens: never fail on candidate text, defuse all of it instead.
     return _defuse(text)
 
@@ -225,6 +261,16 @@ def echo_key(text: str) -> str:
     s = unicodedata.normalize("NFKC", text)
     s = "".join(c for c in s if not _is_invisible(c)).translate(_UNSUBSTITUTE).casefold()
     return "".join(s.split())
+
+
+#: Non-whitespace characters of the judge's own text kept before a verdict when checking for echoes. Long enough
+#: that a candidate cannot match it by chance, short enough that a judge copying a forged block verbatim is caught.
+ECHO_CONTEXT_CHARS = 48
+
+
+def echo_context(text_before: str) -> str:
+    """The last :data:`ECHO_CONTEXT_CHARS` characters before a verdict, in :func:`echo_key` form."""
+    return echo_key(text_before[-8 * ECHO_CONTEXT_CHARS :])[-ECHO_CONTEXT_CHARS:]
 
 
 def occurs_in_untrusted(snippet: str, untrusted: Iterable[str]) -> bool:

@@ -103,6 +103,13 @@ def _load_tokenizer(source: str) -> Any:
     return AutoTokenizer.from_pretrained(source)
 
 
+def _control_tokens(tokenizer: Any) -> list[str]:
+    """Every string the tokenizer turns into a token of its own: the special tokens and the rest of the added
+    vocabulary (SmolLM2's <file_sep> or <jupyter_code> are not "special" but still become single control ids)."""
+    added = tokenizer.get_added_vocab() if hasattr(tokenizer, "get_added_vocab") else {}
+    return sorted({*tokenizer.all_special_tokens, *added})
+
+
 def _client(judge: _JudgeConfig, handle: Any) -> ChatClient:
     client: ChatClient
     if judge.endpoint is not None:
@@ -320,15 +327,13 @@ class Router:
                 _client(p, principle_server),
                 p.settings,
                 VerdictTokens.from_tokenizer(tok, family=p.verdict_family),
-                special_tokens=tok.all_special_tokens,
+                special_tokens=_control_tokens(tok),
             )
             judges["principle"] = (self.principle, tok)
         if (q := self.config.pairwise) is not None:
             source = tokenizers["pairwise"]
             tok = loaded[source] if source in loaded else _load_tokenizer(source)
-            self.pairwise = PairwiseJudge(
-                _client(q, pairwise_server), q.settings, special_tokens=tok.all_special_tokens
-            )
+            self.pairwise = PairwiseJudge(_client(q, pairwise_server), q.settings, special_tokens=_control_tokens(tok))
             judges["pairwise"] = (self.pairwise, tok)
         self.budgets: dict[str, ContextBudget] = {}
         for role, (judge, tok) in judges.items():

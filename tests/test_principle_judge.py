@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from tiny_tokenizer import chatml_tokenizer, qwen3_like_tokenizer, token_pieces
 
 from deployments.principle.parse import (
-    ECHO_CONTEXT_CHARS,
     TokenLogprob,
     VerdictTokens,
     parse_principle_logprobs,
@@ -23,7 +22,7 @@ from deployments.principle.prompt import (
     build_principle_messages,
     principle_untrusted_texts,
 )
-from deployments.text_safety import open_marker
+from deployments.text_safety import ECHO_CONTEXT_CHARS, open_marker
 from policies.verdicts import LOGPROB_FLOOR
 
 CONVERSATION = [

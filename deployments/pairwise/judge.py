@@ -63,4 +63,8 @@ class PairwiseJudge(Judge):
         completion = await self._send(self.messages(conversation, (response_1, response_2), principle), **self._extra())
         if completion.finish_reason == "length" and self.settings.structured_output != "off":
             return PairwiseResult(raw_text=completion.text, failure="answer cut off at max_tokens")
-        return parse_pairwise(completion.text, untrusted=pairwise_untrusted_texts(conversation, response_1, response_2))
+        # A grammar-constrained answer is the verdict and nothing else: there is no quoted text for the parser to
+        # mistake for it, so the copy guard (which a candidate listing every possible object could abuse) is off.
+        constrained = self.settings.structured_output != "off"
+        untrusted = () if constrained else pairwise_untrusted_texts(conversation, response_1, response_2)
+        return parse_pairwise(completion.text, untrusted=untrusted)

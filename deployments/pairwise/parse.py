@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from deployments.text_safety import occurs_in_untrusted
+from deployments.text_safety import ECHO_CONTEXT_CHARS, echo_key, occurs_in_untrusted
 from policies.verdicts import RANKING_MAX, RANKING_MIN, SCORE_MAX, SCORE_MIN, PairVerdict, PairwiseResult
 
 COPIED_FAILURE = "verdict copied from untrusted text"
@@ -188,6 +188,28 @@ def _same_object_in(values: Mapping[str, Any], untrusted: Iterable[str]) -> bool
     return any(_unwrap(obj) == values for text in untrusted for _, _, obj in _json_objects(text))
 
 
+def _copied(raw: str, verdict_text: str, values: Mapping[str, Any], untrusted: list[str]) -> bool:
+    """Whether the verdict is a copy of text the judge was shown rather than its own.
+
+    An object with analyses is specific: it is a copy when it (or an equal object) occurs in untrusted text. A
+    scores-only object is one of 150, so a candidate could list them all and veto every comparison it would lose;
+    such an object counts as copied only where the judge's text just before it matches what precedes it in the
+    untrusted text (up to :data:`ECHO_CONTEXT_CHARS` characters): a quoted copy brings its surroundings along, the
+    judge's own answer brings the judge's own words."""
+    if any(isinstance(v, str) for v in values.values()):
+        return occurs_in_untrusted(verdict_text, untrusted) or _same_object_in(values, untrusted)
+    key = echo_key(verdict_text)
+    before = echo_key(raw[: raw.rfind(verdict_text)])
+    for text in untrusted:
+        haystack = echo_key(text)
+        at = haystack.find(key)
+        while at >= 0:
+            if before.endswith(haystack[max(0, at - ECHO_CONTEXT_CHARS) : at]):
+                return True
+            at = haystack.find(key, at + 1)
+    return False
+
+
 def _final_answer(raw: str) -> str:
     """The text after the judge's reasoning (after the last ``</think>``; the judge saw candidates' own
     ``</think>`` strings neutralised, so it has no reason to write one in its answer)."""
@@ -219,8 +241,7 @@ def parse_pairwise(text: str | None, *, untrusted: Iterable[str] = ()) -> Pairwi
                 "(or the \\boxed{} score blocks)",
             )
         verdict_text, values = located
-        untrusted = list(untrusted)
-        if occurs_in_untrusted(verdict_text, untrusted) or _same_object_in(values, untrusted):
+        if _copied(raw, verdict_text, values, list(untrusted)):
             return PairwiseResult(raw_text=raw, failure=COPIED_FAILURE)
         return PairwiseResult(verdict=_verdict(values), raw_text=raw)
     except _Unreadable as exc:

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from deployments.text_safety import echo_key, occurs_in_untrusted
+from deployments.text_safety import echo_context, occurs_in_untrusted
 from policies.verdicts import LOGPROB_FLOOR, PrincipleResult
 
 Answer = Literal["Yes", "No"]
@@ -27,11 +27,6 @@ Answer = Literal["Yes", "No"]
 QWEN3_IM_START_ID = 151644
 QWEN3_YES_SPACE_ID = 7414
 QWEN3_NO_SPACE_ID = 2308
-
-#: Non-whitespace characters of the judge's own text kept before the judgement line when checking for echoes
-#: (see :func:`judgement_snippet`). Long enough that a candidate cannot match it by chance, short enough that a
-#: judge copying a forged block verbatim is still caught.
-ECHO_CONTEXT_CHARS = 48
 
 COPIED_FAILURE = "verdict copied from untrusted text"
 
@@ -203,8 +198,19 @@ def judgement_snippet(text_before: str, judgement_start: int, verdict: str) -> s
     block (context included) does.
     """
     line_start = text_before.rfind("\n", 0, judgement_start) + 1
-    context = echo_key(text_before[max(0, line_start - 8 * ECHO_CONTEXT_CHARS) : line_start])
-    return f"{context[-ECHO_CONTEXT_CHARS:]} {text_before[line_start:]}{verdict}"
+    return f"{echo_context(text_before[:line_start])} {text_before[line_start:]}{verdict}"
+
+
+def _text_judgement_copied(text: str | None, untrusted: Sequence[str]) -> bool:
+    """The echo guard on the completion text as well: vLLM reports each generated token decoded on its own, so
+    characters spread over several byte-level tokens (the neutraliser's substitutes among them) come back as
+    U+FFFD in the joined pieces, and a copy of a neutralised candidate would not match there."""
+    if not text or not untrusted:
+        return False
+    tm = _last_text_judgement(text)
+    if tm is None:
+        return False
+    return occurs_in_untrusted(judgement_snippet(text[: tm.start(1)], tm.start(), tm.group(1)), untrusted)
 
 
 def _last_text_judgement(text: str) -> re.Match[str] | None:
@@ -299,7 +305,7 @@ def parse_principle_logprobs(
                     "detokenizer, and the text's last judgement does not match)",
                 )
             snippet = judgement_snippet(raw[: tm.start(1)], tm.start(), tm.group(1))
-        if occurs_in_untrusted(snippet, untrusted):
+        if occurs_in_untrusted(snippet, untrusted) or _text_judgement_copied(text, untrusted):
             return PrincipleResult(principle=principle, answer=answer, raw_text=raw, failure=COPIED_FAILURE)
         return _reward(entries[i], token_id, tokens, spaced, answer, principle, raw)
 

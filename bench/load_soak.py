@@ -30,7 +30,7 @@ import numpy as np
 import psutil
 import yaml
 
-from bench.service import BASE, CONVERSATION, ROOT, serve_run_process
+from serve_app.local_service import BASE, CONVERSATION, ROOT, serve_run_process
 
 RESULTS = Path(__file__).parent / "results"
 BODY = {
@@ -91,7 +91,7 @@ async def _client(http: httpx.AsyncClient, deadline: float, backoff_s: float, lo
             status, degraded = r.status_code, bool(r.status_code == 200 and r.json()["degraded"])
         except httpx.HTTPError as exc:
             status, degraded = f"client error: {type(exc).__name__}", False
-        log.append({"status": status, "latency_s": time.monotonic() - started, "degraded": degraded})
+        log.append({"t": started, "status": status, "latency_s": time.monotonic() - started, "degraded": degraded})
         if status == 503:
             await asyncio.sleep(backoff_s)
 
@@ -150,7 +150,14 @@ def summarise(
         "tree_rss_mb_max": max(s[2] for s in samples) / mb,
         "tree_rss_slope_mb_per_min": _slope_mb_per_min(samples, 2, 60),
         "memory_samples": [(round(t, 1), r // mb, tr // mb) for t, r, tr in samples],
+        "refused_over_1s": _slow_refusals(log),
     }
+
+
+def _slow_refusals(log: list[dict[str, Any]]) -> list[tuple[float, float]]:
+    """(seconds into the run, latency) of every 503 slower than 1 s: when they happen says why."""
+    t0 = min((e["t"] for e in log), default=0.0)
+    return [(round(e["t"] - t0, 1), round(e["latency_s"], 2)) for e in log if e["status"] == 503 and e["latency_s"] > 1]
 
 
 def report(r: dict[str, Any]) -> str:
@@ -210,7 +217,9 @@ def main() -> None:
     clients = round(args.factor * capacity)
     with serve_run_process() as run:
         run.client.post("/v1/best_of_n", json=BODY)  # warm both engines once
-        sampler = MemorySampler(_router_pid(), run.proc.pid)
+        router_pid = _router_pid()
+        print(f"router replica pid {router_pid}", flush=True)
+        sampler = MemorySampler(router_pid, run.proc.pid)
         sampler.start()
         log = asyncio.run(_load(clients, args.duration_s, args.backoff_s))
         sampler.stop.set()

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import yaml
 
-from bench.service import BASE, CONVERSATION, ROOT, serve_run
+from serve_app.local_service import BASE, CONVERSATION, ROOT, serve_run
 
 __all__ = ["BASE", "CONVERSATION", "ROOT", "serve_run"]
 CANDIDATES = ["The capital of France is Paris.", "I think it is Lyon.", "Paris.", "France has no capital."]

@@ -244,9 +244,13 @@ def test_degraded_when_a_judge_is_down(service: httpx.Client) -> None:
 def test_bearer_token_and_truncation_policy(service: httpx.Client) -> None:
     """A router configured with a bearer token and the 'truncate' overlong policy, on the real judges."""
     token = "test-token-4f1c"
+    args = cpu_args()
+    # The router sizes its budgets from the judges' max_model_len. Telling it 1024 (the engines keep 8192) makes
+    # truncation happen at ~350 tokens per response, so the judges prefill short prompts (fast on CPU).
+    small = {"hosted": {"llm_config": {"engine_kwargs": {"max_model_len": 1024}}}}
     config = {
-        "principle": cpu_principle(),
-        "pairwise": cpu_args()["pairwise"],
+        "principle": _merged(args["principle"], small),
+        "pairwise": _merged(args["pairwise"], small),
         "router": {"auth_token": token, "overlong": "truncate"},
     }
     app = router_app(config, judge_handle(PRINCIPLE_DEPLOYMENT), judge_handle(PAIRWISE_DEPLOYMENT), "GuardedRouter")
@@ -261,7 +265,7 @@ def test_bearer_token_and_truncation_policy(service: httpx.Client) -> None:
         r = service.post(f"{prefix}/v1/best_of_n", json={"conversation": CONVERSATION, "candidates": ["a", "b"]})
         assert r.status_code == 401
 
-        long = "Paris is the capital of France. " * 2000  # ~14k tokens, more than the 8192-token context
+        long = "Paris is the capital of France. " * 120  # ~840 tokens: more than a response may have here
         body = {"conversation": CONVERSATION, "candidates": ["Lyon.", long], "strategy": "knockout"}
         r = service.post(f"{prefix}/v1/best_of_n", json=body, headers=good)
         assert r.status_code == 200, r.text
@@ -274,6 +278,13 @@ def test_bearer_token_and_truncation_policy(service: httpx.Client) -> None:
             headers=good,
         )
         assert r.status_code == 200 and r.json()["truncated"] == ["response_1"], r.text
+
+
+def _merged(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _merged(base.get(key, {}), value) if isinstance(value, dict) else value
+    return out
 
 
 def cpu_principle() -> dict:

@@ -81,12 +81,12 @@ def test_parse_failures_injected_at_30_percent_are_counted_not_fatal(service: ht
     app = router_app(config, judge_handle(PRINCIPLE_DEPLOYMENT), judge_handle(PAIRWISE_DEPLOYMENT), "GarbledRouter")
     with deployed(app, "garbled", service) as prefix:
         body = {"conversation": CONVERSATION, "candidates": CANDIDATES, "strategy": "knockout"}
-        results = _post_all(f"{BASE}{prefix}/v1/best_of_n", [body] * 6, workers=3, timeout_s=600)
-    assert [s for s, _, _ in results] == [200] * 6, results
+        results = _post_all(f"{BASE}{prefix}/v1/best_of_n", [body] * 4, workers=4, timeout_s=600)
+    assert [s for s, _, _ in results] == [200] * 4, results
     calls = sum(out["pairwise_calls"] + out["principle_calls"] for _, out, _ in results)
     failed = sum(out["failed_calls"] for _, out, _ in results)
-    # 30% garbled, plus the rare real parse failure of the small model: a binomial over ~60+ calls
-    assert 0.12 <= failed / calls <= 0.55, (failed, calls)
+    # 30% garbled, plus the rare real parse failure of the small model: a binomial over ~40+ calls
+    assert 0.1 <= failed / calls <= 0.6, (failed, calls)
     assert all(out["text"] == CANDIDATES[out["index"]] for _, out, _ in results)
     assert any(out["degraded"] for _, out, _ in results)  # failed calls are reported, not hidden
     deadline = time.monotonic() + 60
@@ -163,7 +163,7 @@ def test_a_judge_replica_killed_under_load(service: httpx.Client) -> None:
     victim = _replica_actor(PAIRWISE_DEPLOYMENT)
     body = {"conversation": CONVERSATION, "candidates": CANDIDATES[:3], "strategy": "knockout"}
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        load = pool.submit(_post_all, f"{BASE}/v1/best_of_n", [body] * 8, 4, 900)
+        load = pool.submit(_post_all, f"{BASE}/v1/best_of_n", [body] * 4, 4, 900)
         time.sleep(5)  # requests are in flight
         ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=False)
         killed_at = time.monotonic()

@@ -10,6 +10,7 @@ what is committed, so the Serve config stays the one source of ``serveConfigV2``
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,32 +34,37 @@ def pin_resource(role: str) -> str:
     return f"genrm_{role}"
 
 
-def serve_document(layout: Layout, layout_dir: Path) -> dict[str, Any]:
-    """The Serve config as it runs on the cluster: the file, plus the layout's pinning resources on every GPU
-    bundle and its autoscaling bounds per judge."""
-    document = yaml.safe_load((layout_dir / layout.serve_config).read_text())
+def hosted_judges(document: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(role, ``hosted`` section) of every judge this project's applications host, in config order."""
     for app in document.get("applications", []):
         if app.get("import_path") != BUILDER:
             continue
         for role in ROLES:
             hosted = (app.get("args") or {}).get(role, {}).get("hosted")
-            if not hosted:
-                continue
-            llm = hosted["llm_config"]
-            bundles = llm.get("placement_group_config", {}).get("bundles")
-            if not bundles:
-                raise ValueError(
-                    f"{layout.serve_config}: the {role} judge needs explicit placement_group_config.bundles on "
-                    f"Kubernetes, so that its GPUs can be pinned to the worker group hosting it"
-                )
-            for bundle in bundles:
-                if bundle.get("GPU"):
-                    bundle[pin_resource(role)] = bundle["GPU"]
-            scaling = layout.judge_autoscaling.get(role)
-            if scaling is not None:
-                deployment = llm.setdefault("deployment_config", {})
-                deployment.pop("num_replicas", None)
-                deployment["autoscaling_config"] = scaling.model_dump()
+            if hosted:
+                yield role, hosted
+
+
+def serve_document(layout: Layout, layout_dir: Path) -> dict[str, Any]:
+    """The Serve config as it runs on the cluster: the file, plus the layout's pinning resources on every GPU
+    bundle and its autoscaling bounds per judge."""
+    document = yaml.safe_load((layout_dir / layout.serve_config).read_text())
+    for role, hosted in hosted_judges(document):
+        llm = hosted["llm_config"]
+        bundles = llm.get("placement_group_config", {}).get("bundles")
+        if not bundles:
+            raise ValueError(
+                f"{layout.serve_config}: the {role} judge needs explicit placement_group_config.bundles on "
+                f"Kubernetes, so that its GPUs can be pinned to the worker group hosting it"
+            )
+        for bundle in bundles:
+            if bundle.get("GPU"):
+                bundle[pin_resource(role)] = bundle["GPU"]
+        scaling = layout.judge_autoscaling.get(role)
+        if scaling is not None:
+            deployment = llm.setdefault("deployment_config", {})
+            deployment.pop("num_replicas", None)
+            deployment["autoscaling_config"] = scaling.model_dump()
     return document
 
 
@@ -227,17 +233,11 @@ def rayservice(layout: Layout, layout_dir: Path) -> dict[str, Any]:
 def hub_checkpoints(serve: dict[str, Any]) -> list[str]:
     """Every hub repository a hosted judge loads (weights or tokenizer), in config order."""
     repos: list[str] = []
-    for app in serve.get("applications", []):
-        if app.get("import_path") != BUILDER:
-            continue
-        for role in ROLES:
-            hosted = (app.get("args") or {}).get(role, {}).get("hosted")
-            if not hosted:
-                continue
-            loading = hosted["llm_config"].get("model_loading_config", {})
-            for source in (loading.get("model_source") or loading.get("model_id"), hosted.get("tokenizer")):
-                if source and _is_hub_id(source) and source not in repos:
-                    repos.append(source)
+    for _, hosted in hosted_judges(serve):
+        loading = hosted["llm_config"].get("model_loading_config", {})
+        for source in (loading.get("model_source") or loading.get("model_id"), hosted.get("tokenizer")):
+            if source and _is_hub_id(source) and source not in repos:
+                repos.append(source)
     return repos
 
 

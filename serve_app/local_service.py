@@ -1,5 +1,6 @@
-"""`serve run config.yaml` as a managed subprocess: started, waited for until both engines answer, and stopped with
-everything it started (and nothing else on the machine). Used by the end-to-end tests and the benchmarks."""
+"""A Serve config run locally as a managed `serve run` subprocess: started, waited for until both judges answer,
+and stopped with everything it started (nothing else on the machine). Used by the evaluation CLI (``--serve``),
+the end-to-end tests and the benchmarks."""
 
 from __future__ import annotations
 
@@ -44,12 +45,13 @@ class ServeRun:
 
 
 @contextlib.contextmanager
-def serve_run_process(config: str = "config.yaml") -> Iterator[ServeRun]:
+def serve_run_process(config: str | Path = "config.yaml", log_path: Path | None = None) -> Iterator[ServeRun]:
+    """``config`` is relative to the project root (or absolute); ``log_path`` receives `serve run`'s output."""
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT)}
     serve_cli = Path(sys.executable).parent / "serve"
-    log = (ROOT / ".pytest_cache" / "serve-run.log").open("w") if (ROOT / ".pytest_cache").is_dir() else None
+    log = log_path.open("w") if log_path is not None else None
     proc = subprocess.Popen(
-        [str(serve_cli), "run", config],
+        [str(serve_cli), "run", str(config)],
         cwd=ROOT,
         env=env,
         stdout=log or subprocess.DEVNULL,
@@ -61,9 +63,9 @@ def serve_run_process(config: str = "config.yaml") -> Iterator[ServeRun]:
         deadline = time.monotonic() + START_TIMEOUT_S
         while not _ready(client):
             if proc.poll() is not None:
-                raise RuntimeError(f"`serve run config.yaml` exited with {proc.returncode} before it was ready")
+                raise RuntimeError(f"`serve run {config}` exited with {proc.returncode} before it was ready")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"`serve run config.yaml` not ready after {START_TIMEOUT_S} s")
+                raise RuntimeError(f"`serve run {config}` not ready after {START_TIMEOUT_S} s")
             time.sleep(5)
         yield ServeRun(proc, client)
     finally:
@@ -84,6 +86,6 @@ def serve_run_process(config: str = "config.yaml") -> Iterator[ServeRun]:
 
 
 @contextlib.contextmanager
-def serve_run() -> Iterator[httpx.Client]:
-    with serve_run_process() as run:
+def serve_run(log_path: Path | None = None) -> Iterator[httpx.Client]:
+    with serve_run_process(log_path=log_path) as run:
         yield run.client

@@ -1,0 +1,498 @@
+"""Run evaluation sets through the service and score them.
+
+Every item is sent to the running service's own routes — ``/v1/principle_score`` for the principle judge,
+``/v1/compare`` (both orders) for the pairwise judge, ``/v1/best_of_n`` for best-of-N — and what the judges
+returned is appended to ``outputs.jsonl`` in the output folder as soon as the item is done. A stopped run resumes
+where it stopped: items already in the file are not sent again. Scores are computed from the stored outputs only,
+so a report can be rebuilt without a service.
+
+The ensemble needs no calls of its own: its verdict on two responses is what the router's selection code
+(:func:`policies.selection.select_best`, round robin, both orders, principle rewards) makes of the two judges'
+stored outputs, with the service's default weights.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+from pydantic import BaseModel, Field
+
+from policies.debias import combine_results
+from policies.selection import SelectionConfig, select_best
+from policies.verdicts import PairwiseResult, PrincipleResult
+from serve_app.evaluation import metrics
+from serve_app.evaluation.records import (
+    BestOfNRecord,
+    HelpSteer3Record,
+    JudgeBenchRecord,
+    RMBenchRecord,
+    item_id,
+    load_records,
+)
+from serve_app.evaluation.report import EvaluationResults, RunMetadata
+
+JUDGES = ("principle", "pairwise", "ensemble")
+OUTPUTS = "outputs.jsonl"
+
+
+# --- what one item produced ------------------------------------------------------------------------------------
+
+
+class Pair(BaseModel):
+    """Both orders of one comparison: ``forward`` shows ``a`` first."""
+
+    forward: PairwiseResult
+    backward: PairwiseResult
+
+
+class Picked(BaseModel):
+    index: int | None = None
+    judge_calls: int = 0
+    failure: str | None = None
+
+
+class ItemOutputs(BaseModel):
+    """The judges' raw answers for one item (one line of outputs.jsonl)."""
+
+    benchmark: str
+    item: str
+    #: response key -> principle results (RM-Bench "c0".."r2", JudgeBench "A"/"B", HelpSteer3 "1"/"2")
+    principle: dict[str, list[PrincipleResult] | None] = Field(default_factory=dict)
+    #: "a|b" -> both orders of the comparison of response a with response b
+    pairwise: dict[str, Pair | None] = Field(default_factory=dict)
+    #: strategy -> the best-of-N answer
+    bestofn: dict[str, Picked] = Field(default_factory=dict)
+
+
+class OutputStore:
+    """outputs.jsonl: one finished item per line, appended and flushed at once, read back on resume."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / OUTPUTS
+        self.done: dict[tuple[str, str], ItemOutputs] = {}
+        if self.path.exists():
+            for n, line in enumerate(self.path.read_text().splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    item = ItemOutputs.model_validate_json(line)
+                except ValueError:  # a line cut short by a kill: that item runs again
+                    print(f"{self.path}:{n}: unreadable line skipped (the item will run again)", file=sys.stderr)
+                    continue
+                self.done[(item.benchmark, item.item)] = item
+
+    def add(self, item: ItemOutputs) -> None:
+        with self.path.open("a") as f:
+            f.write(item.model_dump_json() + "\n")
+        self.done[(item.benchmark, item.item)] = item
+
+
+# --- the service ---------------------------------------------------------------------------------------------------
+
+
+class ServiceError(RuntimeError):
+    pass
+
+
+class Service:
+    """The evaluation's client of the HTTP API; a 503 (overloaded) is retried after its Retry-After."""
+
+    def __init__(self, base_url: str, token: str | None = None, timeout_s: float = 3600) -> None:
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.AsyncClient(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s)
+
+    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        for _ in range(100):
+            r = await self.http.post(path, json=body)
+            if r.status_code == 503 and "retry-after" in r.headers:
+                await asyncio.sleep(float(r.headers["retry-after"]))
+                continue
+            if r.status_code != 200:
+                raise ServiceError(f"{path} answered {r.status_code}: {r.text[:300]}")
+            return r.json()
+        raise ServiceError(f"{path} stayed overloaded")
+
+    async def principle(
+        self, conversation: list[dict[str, str]], response: str, principles: list[str]
+    ) -> list[PrincipleResult] | None:
+        try:
+            out = await self._post(
+                "/v1/principle_score",
+                {"conversation": conversation, "response": response, "principles": principles},
+            )
+        except ServiceError:
+            return None  # e.g. the judge was unavailable: a missing verdict, not a stopped run
+        return [PrincipleResult.model_validate(r) for r in out["results"]]
+
+    async def compare(self, conversation: list[dict[str, str]], a: str, b: str) -> Pair | None:
+        try:
+            out = await self._post("/v1/compare", {"conversation": conversation, "response_1": a, "response_2": b})
+        except ServiceError:
+            return None
+        return Pair(forward=out["forward"], backward=out["backward"])
+
+    async def best_of_n(
+        self, conversation: list[dict[str, str]], candidates: list[str], strategy: str, principles: list[str]
+    ) -> Picked:
+        body = {"conversation": conversation, "candidates": candidates, "strategy": strategy, "principles": principles}
+        try:
+            out = await self._post("/v1/best_of_n", body)
+        except ServiceError as exc:
+            return Picked(failure=str(exc))
+        return Picked(index=out["index"], judge_calls=out["pairwise_calls"] + out["principle_calls"])
+
+    async def models(self) -> dict[str, str]:
+        r = await self.http.get("/v1/models")
+        r.raise_for_status()
+        return {j["role"]: j["model"] for j in r.json()["judges"]}
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+def _messages(turns: Iterable[Any]) -> list[dict[str, str]]:
+    return [{"role": m.role, "content": m.content} for m in turns]
+
+
+# --- running items -------------------------------------------------------------------------------------------------
+
+
+async def _rmbench(svc: Service, r: RMBenchRecord, principles: list[str]) -> ItemOutputs:
+    conversation = [{"role": "user", "content": r.prompt}]
+    texts = {**{f"c{i}": t for i, t in enumerate(r.chosen)}, **{f"r{j}": t for j, t in enumerate(r.rejected)}}
+    keys = [f"c{i}|r{j}" for i in range(3) for j in range(3)]
+    rewards = asyncio.gather(*(svc.principle(conversation, t, principles) for t in texts.values()))
+    pairs = asyncio.gather(*(svc.compare(conversation, *(texts[k] for k in key.split("|"))) for key in keys))
+    reward_list, pair_list = await asyncio.gather(rewards, pairs)
+    return ItemOutputs(
+        benchmark="rmbench",
+        item=item_id(r),
+        principle=dict(zip(texts, reward_list, strict=True)),
+        pairwise=dict(zip(keys, pair_list, strict=True)),
+    )
+
+
+async def _two_responses(
+    svc: Service,
+    benchmark: str,
+    item: str,
+    conversation: list[dict[str, str]],
+    a: str,
+    b: str,
+    names: tuple[str, str],
+    principles: list[str],
+) -> ItemOutputs:
+    ra, rb, pair = await asyncio.gather(
+        svc.principle(conversation, a, principles),
+        svc.principle(conversation, b, principles),
+        svc.compare(conversation, a, b),
+    )
+    return ItemOutputs(
+        benchmark=benchmark, item=item, principle={names[0]: ra, names[1]: rb}, pairwise={"|".join(names): pair}
+    )
+
+
+async def _bestofn(svc: Service, r: BestOfNRecord, strategies: list[str], principles: list[str]) -> ItemOutputs:
+    conversation = _messages(r.messages)
+    picks = await asyncio.gather(*(svc.best_of_n(conversation, r.candidates, s, principles) for s in strategies))
+    return ItemOutputs(benchmark="bestofn", item=item_id(r), bestofn=dict(zip(strategies, picks, strict=True)))
+
+
+async def _run_item(
+    svc: Service, benchmark: str, record: Any, principles: list[str], strategies: list[str]
+) -> ItemOutputs:
+    if benchmark == "rmbench":
+        return await _rmbench(svc, record, principles)
+    if benchmark == "judgebench":
+        conversation = [{"role": "user", "content": record.question}]
+        return await _two_responses(
+            svc, benchmark, item_id(record), conversation, record.response_A, record.response_B, ("A", "B"), principles
+        )
+    if benchmark == "helpsteer3":
+        return await _two_responses(
+            svc,
+            benchmark,
+            item_id(record),
+            _messages(record.context),
+            record.response1,
+            record.response2,
+            ("1", "2"),
+            principles,
+        )
+    return await _bestofn(svc, record, strategies, principles)
+
+
+class Progress:
+    """A line on stderr every few seconds: items done, rate, time left."""
+
+    def __init__(self, benchmark: str, total: int, already: int) -> None:
+        self.benchmark, self.total, self.done, self.started_with = benchmark, total, already, already
+        self.t0 = self.last = time.monotonic()
+
+    def step(self) -> None:
+        self.done += 1
+        now = time.monotonic()
+        if now - self.last >= 5 or self.done == self.total:
+            self.last = now
+            new = self.done - self.started_with
+            rate = new / max(now - self.t0, 1e-9)
+            left = (self.total - self.done) / rate if rate else float("inf")
+            print(
+                f"{self.benchmark}: {self.done}/{self.total} items ({100 * self.done / max(self.total, 1):.0f}%), "
+                f"{rate * 60:.1f}/min, ~{left / 60:.0f} min left",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+async def run_benchmark(
+    svc: Service,
+    store: OutputStore,
+    benchmark: str,
+    records: Sequence[Any],
+    *,
+    principles: list[str],
+    strategies: list[str],
+    slots: asyncio.Semaphore,
+) -> None:
+    todo = [r for r in records if (benchmark, item_id(r)) not in store.done]
+    progress = Progress(benchmark, len(records), len(records) - len(todo))
+    if not todo:
+        print(f"{benchmark}: all {len(records)} items already done", file=sys.stderr)
+        return
+
+    async def one(record: Any) -> None:
+        async with slots:
+            store.add(await _run_item(svc, benchmark, record, principles, strategies))
+            progress.step()
+
+    await asyncio.gather(*(one(r) for r in todo))
+
+
+# --- scoring from stored outputs ----------------------------------------------------------------------------------
+
+
+def _reward(results: list[PrincipleResult] | None) -> float | None:
+    """Mean reward over the principles that were read; None when none was."""
+    values = [r.reward for r in results or [] if r.reward is not None]
+    return sum(values) / len(values) if values else None
+
+
+def _margin(pair: Pair | None) -> float | None:
+    """The debiased preference for the first response of the pair (> 0: it is better)."""
+    if pair is None:
+        return None
+    return combine_results(0, 1, [pair.forward], [pair.backward]).margin
+
+
+def _ensemble_margin(
+    pair: Pair | None, a: list[PrincipleResult] | None, b: list[PrincipleResult] | None
+) -> float | None:
+    """score(a) − score(b) as the router's selection code ranks the two from the stored outputs; None when
+    neither judge said anything usable about them."""
+    if _margin(pair) is None and (_reward(a) is None or _reward(b) is None):
+        return None
+    failed = PairwiseResult(failure="no stored answer")
+
+    async def pairwise(i: int, j: int) -> PairwiseResult:
+        if pair is None:
+            return failed
+        return pair.forward if (i, j) == (0, 1) else pair.backward
+
+    async def principle(k: int) -> list[PrincipleResult]:
+        return list((a if k == 0 else b) or [])
+
+    config = SelectionConfig(strategy="round_robin", retries=0)
+    result = asyncio.run(select_best(2, pairwise, principle, config))
+    score = {c.index: c.score for c in result.candidates}
+    return score[0] - score[1]
+
+
+def _better(x: float | None, y: float | None) -> bool | None:
+    return None if x is None or y is None else x > y
+
+
+def _ab(value: float | None) -> metrics.Verdict | None:
+    """A preference for A (> 0) or B (< 0) as a JudgeBench verdict; a tie or nothing is no verdict."""
+    if value is None or value == 0:
+        return None
+    return "A>B" if value > 0 else "B>A"
+
+
+def _first_preferred(result: PairwiseResult) -> float | None:
+    return result.verdict.margin if result.verdict is not None else None
+
+
+def score_rmbench(records: Sequence[RMBenchRecord], store: OutputStore) -> dict[str, metrics.RMBenchScores]:
+    rows: dict[str, list[tuple[str, metrics.Cells]]] = {j: [] for j in JUDGES}
+    for r in records:
+        out = store.done.get(("rmbench", item_id(r)))
+        if out is None:
+            continue
+        reward = {k: _reward(v) for k, v in out.principle.items()}
+        rows["principle"].append(
+            (r.domain, metrics.rmbench_cells([reward[f"c{i}"] for i in range(3)], [reward[f"r{j}"] for j in range(3)]))
+        )
+        pair_cells = [[_better(_margin(out.pairwise[f"c{i}|r{j}"]), 0.0) for j in range(3)] for i in range(3)]
+        rows["pairwise"].append((r.domain, pair_cells))
+        ensemble_cells = [
+            [
+                _better(
+                    _ensemble_margin(out.pairwise[f"c{i}|r{j}"], out.principle[f"c{i}"], out.principle[f"r{j}"]), 0.0
+                )
+                for j in range(3)
+            ]
+            for i in range(3)
+        ]
+        rows["ensemble"].append((r.domain, ensemble_cells))
+    return {j: metrics.rmbench_scores(v) for j, v in rows.items() if v}
+
+
+def _two_response_verdicts(out: ItemOutputs, names: tuple[str, str]) -> dict[str, tuple[Any, Any]]:
+    """Per judge, (verdict with the first response shown first, verdict with it shown second) as preferences for
+    the first response: > 0 prefers it. Order-free judges give the same value twice."""
+    a, b = (out.principle.get(n) for n in names)
+    pair = out.pairwise.get("|".join(names))
+    ra, rb = _reward(a), _reward(b)
+    principle = None if ra is None or rb is None else ra - rb
+    forward = _first_preferred(pair.forward) if pair else None
+    backward = -m if pair and (m := _first_preferred(pair.backward)) is not None else None
+    ensemble = _ensemble_margin(pair, a, b)
+    return {"principle": (principle, principle), "pairwise": (forward, backward), "ensemble": (ensemble, ensemble)}
+
+
+def score_judgebench(
+    records: Sequence[JudgeBenchRecord], store: OutputStore
+) -> tuple[dict[str, metrics.JudgeBenchScores], metrics.PositionConsistency | None]:
+    rows: dict[str, list[Any]] = {j: [] for j in JUDGES}
+    orders = []
+    for r in records:
+        out = store.done.get(("judgebench", item_id(r)))
+        if out is None:
+            continue
+        for judge, (fwd, bwd) in _two_response_verdicts(out, ("A", "B")).items():
+            rows[judge].append((r.source, r.label, _ab(fwd), _ab(bwd)))
+        orders.append((rows["pairwise"][-1][2], rows["pairwise"][-1][3]))
+    scores = {j: metrics.judgebench_scores(v) for j, v in rows.items() if v}
+    return scores, metrics.position_consistency(orders) if orders else None
+
+
+def score_helpsteer3(
+    records: Sequence[HelpSteer3Record], store: OutputStore
+) -> tuple[dict[str, metrics.HelpSteer3Scores], metrics.PositionConsistency | None]:
+    rows: dict[str, list[Any]] = {j: [] for j in JUDGES}
+    orders = []
+    for r in records:
+        out = store.done.get(("helpsteer3", item_id(r)))
+        if out is None:
+            continue
+        verdicts = _two_response_verdicts(out, ("1", "2"))
+        for judge, (fwd, bwd) in verdicts.items():
+            # HelpSteer3's sign: negative = response1 better; the pairwise judge's two orders are summed.
+            total = None if fwd is None and bwd is None else (fwd or 0.0) + (bwd or 0.0)
+            rows[judge].append((r.domain, r.overall_preference, None if total is None else -_sign(total)))
+        fwd, bwd = verdicts["pairwise"]
+        orders.append((_ab(fwd), _ab(bwd)))
+    scores = {j: metrics.helpsteer3_scores(v) for j, v in rows.items() if v}
+    return scores, metrics.position_consistency(orders) if orders else None
+
+
+def _sign(x: float) -> int:
+    return (x > 0) - (x < 0)
+
+
+def score_bestofn(records: Sequence[BestOfNRecord], store: OutputStore) -> metrics.BestOfNScores | None:
+    rows = []
+    for r in records:
+        out = store.done.get(("bestofn", item_id(r)))
+        if out is None:
+            continue
+        correct = r.candidates_correct()
+        outcomes = {s: (None if p.index is None else correct[p.index], p.judge_calls) for s, p in out.bestofn.items()}
+        rows.append((correct, outcomes))
+    return metrics.bestofn_scores(rows) if rows else None
+
+
+# --- the whole evaluation ------------------------------------------------------------------------------------------
+
+Benchmark = Literal["rmbench", "judgebench", "helpsteer3", "bestofn"]
+
+
+class EvaluationRequest(BaseModel):
+    """What to evaluate (the CLI's arguments)."""
+
+    files: dict[Benchmark, Path]
+    out: Path
+    principles: list[str] = ["correctness"]
+    strategies: list[str] = ["knockout", "round_robin", "adaptive"]
+    limit: int | None = None
+    concurrency: int = 4
+
+
+def load_all(request: EvaluationRequest) -> dict[str, list[Any]]:
+    loaded: dict[str, list[Any]] = {}
+    for benchmark, path in request.files.items():
+        records = load_records(path, benchmark)
+        loaded[benchmark] = records[: request.limit] if request.limit else records
+    return loaded
+
+
+def score_all(loaded: dict[str, list[Any]], store: OutputStore, metadata: RunMetadata) -> EvaluationResults:
+    results = EvaluationResults(metadata=metadata)
+    if "rmbench" in loaded:
+        results.rmbench = score_rmbench(loaded["rmbench"], store)
+    if "judgebench" in loaded:
+        results.judgebench, consistency = score_judgebench(loaded["judgebench"], store)
+        if consistency is not None:
+            results.position_consistency["judgebench"] = consistency
+    if "helpsteer3" in loaded:
+        results.helpsteer3, consistency = score_helpsteer3(loaded["helpsteer3"], store)
+        if consistency is not None:
+            results.position_consistency["helpsteer3"] = consistency
+    if "bestofn" in loaded:
+        results.bestofn = score_bestofn(loaded["bestofn"], store)
+    return results
+
+
+async def evaluate(request: EvaluationRequest, base_url: str, token: str | None = None) -> dict[str, list[Any]]:
+    """Send every item not yet in the output folder; returns the loaded records."""
+    loaded = load_all(request)
+    store = OutputStore(request.out)
+    svc = Service(base_url, token)
+    try:
+        models = await svc.models()
+        run = {"service": base_url, "models": models, **request.model_dump(mode="json")}
+        (request.out / "run.json").write_text(json.dumps(run, indent=1))
+        # All sets at once under one limit: the engines batch whatever is in flight.
+        slots = asyncio.Semaphore(request.concurrency)
+        await asyncio.gather(
+            *(
+                run_benchmark(
+                    svc,
+                    store,
+                    benchmark,
+                    records,
+                    principles=request.principles,
+                    strategies=request.strategies,
+                    slots=slots,
+                )
+                for benchmark, records in loaded.items()
+            )
+        )
+    finally:
+        await svc.aclose()
+    return loaded
+
+
+def run_models(folder: Path) -> dict[str, str]:
+    """The judge models the last run in ``folder`` was served by (from its run.json)."""
+    path = folder / "run.json"
+    return json.loads(path.read_text()).get("models", {}) if path.exists() else {}

@@ -96,7 +96,8 @@ def rendered_head(prompt_format: PromptFormat, system_prompt: str | None) -> lis
 
 
 def native_turns(messages: Sequence[ChatMessage], special_tokens: Sequence[str]) -> list[JudgeMessage]:
-    """The conversation as plain role/content dicts, every content neutralised."""
+    """The conversation as plain role/content dicts, every content neutralised (control tokens, and the template's
+    markers when ``special_tokens`` carries them: the checkpoint's template renders these turns itself)."""
     return [{"role": m.role, "content": neutralize(m.content, special_tokens)} for m in messages]
 
 

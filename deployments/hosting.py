@@ -14,6 +14,43 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
+    """The instruction-set flags of this machine's CPU (empty where /proc/cpuinfo is not readable)."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def native_bf16(flags: frozenset[str]) -> bool:
+    """Whether the CPU computes bf16 matrix products natively (AVX512-BF16 or AMX): only then is bf16 the fast
+    engine dtype; on AVX2-only CPUs bf16 is emulated and prompt processing runs several times slower than fp32."""
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def fastest_cpu_dtype(flags: frozenset[str] | None = None) -> str:
+    """The engine dtype prompt processing runs fastest in on this CPU (bench/results/engine_speed.md)."""
+    return "bfloat16" if native_bf16(cpu_flags() if flags is None else flags) else "float32"
+
+
+#: ``engine_kwargs.dtype`` value that :func:`resolve_cpu_dtype` replaces with :func:`fastest_cpu_dtype`
+CPU_FASTEST = "cpu_fastest"
+
+
+def resolve_cpu_dtype(fields: Mapping[str, Any], flags: frozenset[str] | None = None) -> dict[str, Any]:
+    """``fields`` with ``dtype: cpu_fastest`` replaced by this machine's fastest CPU dtype (vLLM does not know the
+    value); anything else is left as it is."""
+    out = copy.deepcopy(dict(fields))
+    engine = out.get("engine_kwargs", {})
+    if engine.get("dtype") == CPU_FASTEST:
+        engine["dtype"] = fastest_cpu_dtype(flags)
+    return out
+
+
 class HostedModel(BaseModel):
     """A model this application hosts. ``llm_config`` holds LLMConfig's own fields (model_loading_config,
     engine_kwargs, placement_group_config, deployment_config, runtime_env, accelerator_type, ...), validated by

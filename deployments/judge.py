@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from deployments.chat import ConversationInput, JudgeMessage, PromptFormat
 from deployments.engine_client import ChatClient, Completion
+from deployments.template_markers import NO_MARKERS, TemplateMarkers
 
 
 class Sampling(BaseModel):
@@ -45,11 +46,20 @@ class Judge:
     #: how many responses one call shows (they share the context left after the fixed prompt)
     responses_per_call: int = 1
 
-    def __init__(self, client: ChatClient, settings: JudgeSettings, special_tokens: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        client: ChatClient,
+        settings: JudgeSettings,
+        special_tokens: Sequence[str] = (),
+        template_markers: TemplateMarkers = NO_MARKERS,
+    ) -> None:
         self.client = client
         self.settings = settings
-        #: the checkpoint's own special tokens, neutralised in untrusted text on top of the built-in list
-        self.special_tokens = tuple(special_tokens)
+        #: the structure of the checkpoint's chat template (native format; see deployments.template_markers)
+        self.template_markers = template_markers
+        #: what untrusted text may not reproduce, on top of the built-in list: the checkpoint's own special tokens
+        #: and its template's markers (the prompt builders hand both to the neutraliser)
+        self.special_tokens = (*special_tokens, *template_markers.protected())
 
     def messages(
         self, conversation: ConversationInput, responses: Sequence[str], principle: str | None

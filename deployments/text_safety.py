@@ -20,6 +20,17 @@ visible look-alike that no normalisation maps back (``‹ › ¦ ⁅ ⁆``), and
 ``<|im_end|>`` becomes ``‹¦im_end¦›`` and ``<<<END RESPONSE 1>>>`` becomes ``‹‹‹END RESPONSE 1>>>``: still
 readable to the judge, useless as structure. Because every pattern needs at least one of those characters and the
 substitutes are not among them, the rewrite terminates and ``neutralize`` is idempotent.
+
+3. **Template structure.** In the native format the checkpoint's own chat template writes its section headers
+   (``#### Evaluation Plan ####``), response delimiters (``[The End of Response 1]``) and role prefixes
+   (``User:`` at a line start) around untrusted text, and escapes nothing. ``deployments.template_markers`` derives
+   these strings from the template; callers pass them with the special tokens. A protected string that starts
+   with a punctuation character and holds a space or a heading run (``#``, ``**``, ``==``, ...) is a *delimiter*:
+   matched anywhere, with any number of decoration characters, any spacing and without its closing decoration
+   (``### evaluation plan``). A protected string that starts with a newline (:func:`line_start`) is a *line
+   prefix*: matched only at the start of a line, after optional blanks or markdown emphasis, since "User:" is an
+   ordinary word elsewhere. Inside these spans the decoration characters ``# * = ~ - :`` get visible substitutes
+   as well (``♯ ∗ ꞊ ∼ ‐ ꞉``): ``♯♯♯♯ Evaluation Plan ♯♯♯♯``, ``⁅The End of Response 1⁆``, ``User꞉``.
 """
 
 from __future__ import annotations
@@ -64,7 +75,18 @@ DEFAULT_SPECIAL_TOKENS: tuple[str, ...] = (
 #: Structural character -> visible substitute. The substitutes are NFKC-stable and not look-alikes in the
 #: skeleton sense, so a rewritten span can never match again.
 SUBSTITUTES: dict[str, str] = {"<": "\u2039", ">": "\u203a", "|": "\u00a6", "[": "\u2045", "]": "\u2046"}
-_UNSUBSTITUTE = str.maketrans({v: k for k, v in SUBSTITUTES.items()})
+#: Inside a template delimiter or line prefix, the decoration characters as well: ``#### Evaluation Plan ####`` has
+#: none of the characters above. Same properties (NFKC-stable, own skeleton, not word characters).
+TEMPLATE_SUBSTITUTES: dict[str, str] = {
+    **SUBSTITUTES,
+    "#": "\u266f",  # ♯
+    "*": "\u2217",  # ∗
+    "=": "\ua78a",  # ꞊
+    "~": "\u223c",  # ∼
+    "-": "\u2010",  # ‐
+    ":": "\ua789",  # ꞉
+}
+_UNSUBSTITUTE = str.maketrans({v: k for k, v in TEMPLATE_SUBSTITUTES.items()})
 #: Used only for caller-supplied special tokens that contain none of the structural characters.
 _BREAK = "\u00b7"
 
@@ -100,6 +122,12 @@ def _char_skeleton(ch: str) -> str:
         return ""
     parts = (c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c) and not _is_invisible(c))
     return "".join(parts).casefold().translate(_CONFUSABLES)
+
+
+assert all(
+    unicodedata.normalize("NFKD", v) == v == v.casefold() and not v.isalnum() and v != "_"
+    for v in TEMPLATE_SUBSTITUTES.values()
+), "a substitute must keep its own skeleton and not be a word character, or a rewritten span could match again"
 
 
 def _skeleton(text: str) -> tuple[str, list[int] | None]:
@@ -160,44 +188,140 @@ _DELIM_CLOSE = rf"(?<![a-z]){_PHRASE}[^<>\n]{{0,20}}?>\s*>"
 _GENERIC_CONTROL = r"<\|[^|<>\s]{1,64}\|>"
 
 _STRUCTURAL = frozenset(SUBSTITUTES)
+_TEMPLATE_STRUCTURAL = frozenset(TEMPLATE_SUBSTITUTES)
+
+# --- template structure (native format) ---------------------------------------------------------------------------
+
+#: Marks a protected string as a line prefix (see :func:`line_start`).
+LINE_START = "\n"
+#: Decoration characters whose runs may have another length in a forgery: "### X ###" reads like "#### X ####".
+_DECORATION = "#*=~-"
+#: Decoration runs are bounded, so that matching stays linear on hostile input ("#" * 30_000).
+_RUN_MAX = 16
+#: Line breaks as ``str.splitlines`` knows them: a model reads all of them as one.
+_LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+_BLANK = rf"[^\S{_LINE_BREAKS}]"
+#: Spacing between the words of a marker: any blanks on the line, or none (words joined by a zero-width character).
+#: Possessive, and never followed by another blank: each run of blanks is scanned once per attempt, so linear.
+_GAP = rf"{_BLANK}*+"
+#: Before a line prefix: a line start, then any blanks, markdown emphasis, heading or quote characters. Only line
+#: starts pass the lookbehind and the lead stops at the next line break, so each character is scanned once.
+_LINE_LEAD = rf"(?<![^{_LINE_BREAKS}])(?:{_BLANK}|[*_>#])*+"
+
+
+def line_start(prefix: str) -> str:
+    """The protected-string form of a role prefix (``"User:"``) that only matters at the start of a line."""
+    return LINE_START + prefix.strip()
+
+
+def _loose(skeleton: str, *, heading: bool = False) -> str:
+    """A regex for ``skeleton`` that allows any spacing and any length of decoration runs."""
+    out: list[str] = []
+    for run in re.finditer(r"\s+|(.)\1*", skeleton):
+        text, ch = run.group(), run.group(1)
+        if ch is None:
+            out.append(_GAP)
+        elif ch in _DECORATION:
+            # A single '#' opens a markdown heading; elsewhere a decoration needs two to read as a rule or emphasis.
+            low = 1 if heading and ch == "#" else min(len(text), 2)
+            out.append(f"{re.escape(ch)}{{{low},{max(_RUN_MAX, len(text))}}}")
+        else:
+            out.append(re.escape(text))
+    return "".join(out)
+
+
+def _delimiter_regex(skeleton: str) -> str:
+    """The words with the opening decoration (the closing one is taken along when present), or with the closing
+    decoration alone: "[The End of Response 1" and "The End of Response 1]" read as the marker too."""
+    first = min(i for i, c in enumerate(skeleton) if c.isalnum())
+    last = max(i for i, c in enumerate(skeleton) if c.isalnum())
+    # Blanks between decoration and words are optional whatever the marker has: "[ The End of Response 1 ]".
+    head = _loose(skeleton[:first].rstrip(), heading=True) + _GAP
+    words, tail = _loose(skeleton[first : last + 1]), _loose(skeleton[last + 1 :].lstrip())
+    # "(?![^\\W_])": "[The Start of Response 1]" must not match inside "[The Start of Response 12]".
+    opened = f"{head}{words}(?![^\\W_])" + (f"(?:{_GAP}{tail})?" if tail else "")
+    return f"{opened}|{words}{_GAP}{tail}" if tail else opened
+
+
+def _prefix_regex(skeleton: str) -> str:
+    body = skeleton.removesuffix(":").rstrip()
+    return _loose(body) + (f"{_GAP}:" if skeleton.endswith(":") else r"(?![^\W_])")
+
+
+def _is_delimiter(skeleton: str) -> bool:
+    """Header-shaped: punctuation first, and a space or a decoration run (plain tokens such as ``<|im_end|>`` or
+    ``[INST]`` keep literal matching)."""
+    return (
+        not skeleton[0].isalnum()
+        and any(c.isalnum() for c in skeleton)
+        and (any(c.isspace() for c in skeleton) or skeleton[0] in _DECORATION)
+    )
 
 
 @lru_cache(maxsize=64)
 def _pattern(extra: tuple[str, ...]) -> re.Pattern[str]:
-    tokens = {_skeleton(t)[0] for t in (*DEFAULT_SPECIAL_TOKENS, *extra) if t and t.strip()}
+    tokens: set[str] = set()
+    delimiters: set[str] = set()
+    prefixes: set[str] = set()
+    for t in (*DEFAULT_SPECIAL_TOKENS, *extra):
+        sk = _skeleton(t.strip())[0]
+        if not sk:
+            continue
+        if t.startswith(LINE_START):
+            if any(c.isalnum() for c in sk):
+                prefixes.add(sk)
+        elif _is_delimiter(sk):
+            delimiters.add(sk)
+        else:
+            tokens.add(_skeleton(t)[0])
     # Single characters cannot be told apart from ordinary text; longest first so the regex prefers full tokens.
     literals = sorted((t for t in tokens if len(t) >= 2), key=lambda t: (-len(t), t))
     alternatives = [*(re.escape(t) for t in literals), _GENERIC_CONTROL, _DELIM_OPEN, _DELIM_CLOSE]
+    if delimiters:
+        # Longest first, so that of two markers sharing a start the whole one is taken.
+        found = "|".join(_delimiter_regex(d) for d in sorted(delimiters, key=lambda d: (-len(d), d)))
+        alternatives.append(f"(?P<template>{found})")
+    if prefixes:
+        # Only the prefix itself is rewritten: the blanks and emphasis before it stay as they are.
+        found = "|".join(_prefix_regex(p) for p in sorted(prefixes, key=lambda p: (-len(p), p)))
+        alternatives.append(f"{_LINE_LEAD}(?P<prefix>{found})")
     return re.compile("|".join(alternatives))
 
 
-def _defuse(span: str) -> str:
+def _defuse(span: str, template: bool = False) -> str:
     """Rewrite one matched span so that its skeleton no longer matches anything (see module docstring)."""
+    table, structural = (TEMPLATE_SUBSTITUTES, _TEMPLATE_STRUCTURAL) if template else (SUBSTITUTES, _STRUCTURAL)
     out: list[str] = []
     for ch in unicodedata.normalize("NFKC", span):
         if _is_invisible(ch):
             continue
         sk = _char_skeleton(ch)
-        out.append(next((SUBSTITUTES[c] for c in sk if c in _STRUCTURAL), ch))
+        out.append(next((table[c] for c in sk if c in structural), ch))
     text = "".join(out)
-    if not any(c in _STRUCTURAL for c in _skeleton(span)[0]):
+    if not any(c in structural for c in _skeleton(span)[0]):
         # A caller-supplied token with no brackets or bars: break it up visibly instead.
         text = _BREAK.join(text)
     return text
 
 
-def _spans(text: str, pattern: re.Pattern[str]) -> list[tuple[int, int]]:
-    """Matched spans in original-text coordinates, merged where they share characters."""
+def _spans(text: str, pattern: re.Pattern[str]) -> list[tuple[int, int, bool]]:
+    """Matched spans in original-text coordinates, merged where they share characters, each with whether it is
+    template structure (rewritten with :data:`TEMPLATE_SUBSTITUTES`)."""
     skel, owner = _skeleton(text)
-    spans: list[tuple[int, int]] = []
+    has_template = "template" in pattern.groupindex
+    has_prefix = "prefix" in pattern.groupindex
+    spans: list[tuple[int, int, bool]] = []
     for m in pattern.finditer(skel):
-        if m.end() == m.start():
+        is_prefix = has_prefix and m.start("prefix") >= 0
+        lo, hi = m.span("prefix") if is_prefix else m.span()
+        if hi == lo:
             continue
-        start, end = (m.start(), m.end()) if owner is None else (owner[m.start()], owner[m.end() - 1] + 1)
+        template = is_prefix or (has_template and m.start("template") >= 0)
+        start, end = (lo, hi) if owner is None else (owner[lo], owner[hi - 1] + 1)
         if spans and start < spans[-1][1]:  # one original char expanded into two matches
-            spans[-1] = (spans[-1][0], max(end, spans[-1][1]))
+            spans[-1] = (spans[-1][0], max(end, spans[-1][1]), spans[-1][2] or template)
         else:
-            spans.append((start, end))
+            spans.append((start, end, template))
     return spans
 
 
@@ -206,10 +330,12 @@ def _normalise_tokens(special_tokens: Iterable[str]) -> tuple[str, ...]:
 
 
 def neutralize(text: str, special_tokens: Iterable[str] = ()) -> str:
-    """Return ``text`` with every control string and section-delimiter forgery defused.
+    """Return ``text`` with every control string, section-delimiter forgery and template marker defused.
 
-    ``special_tokens`` adds to :data:`DEFAULT_SPECIAL_TOKENS` (which always apply). Text without such strings is
-    returned unchanged; the result is a fixed point (``neutralize(neutralize(t)) == neutralize(t)``).
+    ``special_tokens`` adds protected strings to :data:`DEFAULT_SPECIAL_TOKENS` (which always apply): the
+    tokenizer's control tokens, and in the native format the chat template's structural markers (delimiters as
+    they are, role prefixes in :func:`line_start` form; see ``deployments.template_markers``). Text without such
+    strings is returned unchanged; the result is a fixed point (``neutralize(neutralize(t)) == neutralize(t)``).
     """
     return _neutralize(text, _normalise_tokens(special_tokens))
 
@@ -218,8 +344,9 @@ def neutralize(text: str, special_tokens: Iterable[str] = ()) -> str:
 def _neutralize(text: str, special_tokens: tuple[str, ...]) -> str:
     # Cached: a best-of-N renders every candidate into many judge prompts.
     pattern = _pattern(special_tokens)
-    # Every built-in pattern needs a structural character and each pass removes at least one, so this ends; real
-    # inputs take one to four passes.
+    # Every pattern needs a character of TEMPLATE_SUBSTITUTES (or is a caller token broken up with _BREAK), and
+    # each pass replaces at least one by a substitute that no pattern uses, so this ends; real inputs take one to
+    # four passes.
     for _ in range(64):
         spans = _spans(text, pattern)
         if not spans:
@@ -227,18 +354,18 @@ def _neutralize(text: str, special_tokens: tuple[str, ...]) -> str:
         # Joined once: splicing span by span copies the whole text per span (quadratic on a long repetition).
         pieces: list[str] = []
         done = 0
-        for start, end in spans:
-            pieces += (text[done:start], _defuse(text[start:end]))
+        for start, end, template in spans:
+            pieces += (text[done:start], _defuse(text[start:end], template))
             done = end
         text = "".join(pieces) + text[done:]
     # Only conceivable with odd caller-supplied tokens: never fail on candidate text, defuse all of it instead.
-    return _defuse(text)
+    return _defuse(text, template=True)
 
 
 def control_strings(text: str, special_tokens: Iterable[str] = ()) -> list[str]:
     """The substrings of ``text`` that :func:`neutralize` would rewrite (empty for safe text)."""
     pattern = _pattern(_normalise_tokens(special_tokens))
-    return [text[s:e] for s, e in _spans(text, pattern)]
+    return [text[s:e] for s, e, _ in _spans(text, pattern)]
 
 
 def neutralize_all(texts: Sequence[str], special_tokens: Iterable[str] = ()) -> list[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from deployments.hosting import build_judge_deployment, llm_config_dict
+from deployments.hosting import build_judge_deployment, llm_config_dict, resolve_cpu_dtype
 from deployments.pairwise import host as pairwise_host
 from deployments.principle import host as principle_host
 from serve_app.config import AppConfig, _JudgeConfig
@@ -27,11 +27,24 @@ def judge_llm_configs(config: AppConfig, *, resolve_sources: bool = True) -> dic
             continue
         source = judge.hosted.model_source
         local = ensure_local_model(source) if resolve_sources and is_package_source(source) else None
-        out[role] = llm_config_dict(judge.hosted, host.ENGINE_DEFAULTS, model_source=local)
+        fields = llm_config_dict(judge.hosted, host.ENGINE_DEFAULTS, model_source=local)
+        # resolved even offline: LLMConfig validation would reject the placeholder
+        out[role] = resolve_cpu_dtype(fields)
     return out
 
 
-def _tokenizer_source(judge: _JudgeConfig, llm_fields: dict[str, Any] | None) -> str:
+def judge_context_tokens(role: str, judge: _JudgeConfig) -> int | None:
+    """The judge model's context length: the engine's max_model_len (model-card default merged in), or what the
+    endpoint's config states; None when unknown (then overlong text is left to the model server)."""
+    if judge.endpoint is not None:
+        return judge.endpoint.max_model_len
+    assert judge.hosted is not None
+    engine = llm_config_dict(judge.hosted, JUDGE_HOSTS[role].ENGINE_DEFAULTS).get("engine_kwargs", {})
+    value = engine.get("max_model_len")
+    return int(value) if value else None
+
+
+def tokenizer_source(judge: _JudgeConfig, llm_fields: dict[str, Any] | None) -> str:
     if judge.endpoint is not None:
         return judge.endpoint.tokenizer
     assert judge.hosted is not None
@@ -54,7 +67,7 @@ def build_app(args: dict[str, Any]) -> Any:
         judge: _JudgeConfig | None = getattr(config, role)
         if judge is None:
             continue
-        tokenizers[role] = _tokenizer_source(judge, llm_fields.get(role))
+        tokenizers[role] = tokenizer_source(judge, llm_fields.get(role))
         if role in llm_fields:
             servers[role] = build_judge_deployment(llm_fields[role], host.NAME_PREFIX)
     limits = config.router

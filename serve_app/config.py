@@ -46,7 +46,23 @@ class _JudgeConfig(BaseModel):
 
     hosted: HostedModel | None = None
     endpoint: EndpointModel | None = None
-    call_timeout_s: float = Field(default=600.0, gt=0.0, description="per judge call; a timed-out call is retried")
+    call_timeout_s: float = Field(
+        default=600.0,
+        gt=0.0,
+        description="a sent call times out when the judge has answered no call at all for this long (a busy judge "
+        "that answers other calls is not hung); a timed-out call is retried",
+    )
+    max_call_s: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="one call's limit whatever else the judge answers; default 10 × call_timeout_s",
+    )
+    max_inflight_calls: int | None = Field(
+        default=None,
+        ge=1,
+        description="calls sent to the judge at once; more wait in the router, where no call timeout runs (None: "
+        "no limit)",
+    )
     fault_injection: FaultInjection | None = None
 
     @model_validator(mode="after")

@@ -1,4 +1,4 @@
-"""A Serve config run locally as a managed `serve run` subprocess: started, waited for until both judges answer,
+"""A Serve config run locally as a managed `serve run` subprocess: started, waited for until the router is ready,
 and stopped with everything it started (nothing else on the machine). Used by the evaluation CLI (``--serve``),
 the end-to-end tests and the benchmarks."""
 
@@ -22,18 +22,11 @@ CONVERSATION = [{"role": "user", "content": "What is the capital of France?"}]
 
 
 def _ready(client: httpx.Client) -> bool:
-    """The router answers and both engines have produced a verdict once (first calls warm the engines up)."""
+    """The router's own readiness: every judge has answered its warm-up call (``/readyz``)."""
     try:
-        compare = client.post(
-            "/v1/compare", json={"conversation": CONVERSATION, "response_1": "Paris", "response_2": "Lyon"}
-        )
-        score = client.post(
-            "/v1/principle_score",
-            json={"conversation": CONVERSATION, "response": "Paris", "principles": ["correctness"]},
-        )
+        return client.get("/readyz").status_code == 200
     except httpx.HTTPError:
         return False
-    return compare.status_code == 200 and score.status_code == 200
 
 
 class ServeRun:

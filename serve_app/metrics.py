@@ -67,7 +67,8 @@ class RequestStats:
 
     route: str
     calls: Tally[tuple[str, str]] = field(default_factory=Tally)  # (judge, outcome) -> count
-    latencies: list[tuple[str, float]] = field(default_factory=list)  # (judge, seconds) per call
+    latencies: list[tuple[str, float]] = field(default_factory=list)  # (judge, seconds) per call, once sent
+    call_queued_s: float = 0.0  # summed over calls: time spent waiting for a free judge slot in the router
     parse_failures: Tally[str] = field(default_factory=Tally)
     retries: Tally[str] = field(default_factory=Tally)
     status: str | None = None

@@ -33,18 +33,20 @@ from starlette.background import BackgroundTask
 from deployments.chat import ChatMessage
 from deployments.context import ContextBudget
 from deployments.engine_client import ChatClient, GarblingClient, OpenAIHttpClient, ServeHandleClient
-from deployments.hosting import llm_config_dict
 from deployments.judge import Judge
 from deployments.pairwise.judge import PairwiseJudge
 from deployments.principle.judge import PrincipleJudge
 from deployments.principle.parse import VerdictTokens
+from deployments.template_markers import native_template_markers
 from policies.debias import combine_results
 from policies.duplicates import expand_result, group_duplicates
 from policies.selection import SelectionConfig, SelectionResult, select_best
 from policies.verdicts import PairwiseResult, PrincipleResult
-from serve_app.app import JUDGE_HOSTS
+from serve_app.app import judge_context_tokens
 from serve_app.config import AppConfig, RouterConfig, _JudgeConfig
+from serve_app.judge_calls import CallTiming, JudgeLane, JudgeSilent
 from serve_app.metrics import RequestStats, RouterMetrics, record
+from serve_app.readiness import Readiness
 from serve_app.schemas import (
     BestOfNRequest,
     BestOfNResponse,
@@ -57,6 +59,7 @@ from serve_app.schemas import (
     PrincipleScoreResponse,
     RankRequest,
     RankResponse,
+    ReadinessReport,
     SelectionOptions,
     Timings,
 )
@@ -120,17 +123,6 @@ def _client(judge: _JudgeConfig, handle: Any) -> ChatClient:
     if judge.fault_injection is not None:
         client = GarblingClient(client, judge.fault_injection.garble_fraction, judge.fault_injection.seed)
     return client
-
-
-def _context_tokens(role: str, judge: _JudgeConfig) -> int | None:
-    """The judge model's context length: the engine's max_model_len (model-card default merged in), or what the
-    endpoint's config states; None when unknown (then overlong text is left to the model server)."""
-    if judge.endpoint is not None:
-        return judge.endpoint.max_model_len
-    assert judge.hosted is not None
-    engine = llm_config_dict(judge.hosted, JUDGE_HOSTS[role].ENGINE_DEFAULTS).get("engine_kwargs", {})
-    value = engine.get("max_model_len")
-    return int(value) if value else None
 
 
 #: the least room a response may have before a request is refused as leaving no space for candidates
@@ -321,6 +313,8 @@ class Router:
         self.pairwise: PairwiseJudge | None = None
         loaded: dict[str, Any] = {}  # one tokenizer object per source: both judges often share one
         judges: dict[str, tuple[Judge, Any]] = {}
+        # Native format: the checkpoint's template writes its own headers and role prefixes around untrusted text,
+        # so they are read off that template here and neutralised like the special tokens.
         if (p := self.config.principle) is not None:
             tok = loaded.setdefault(tokenizers["principle"], _load_tokenizer(tokenizers["principle"]))
             self.principle = PrincipleJudge(
@@ -328,36 +322,50 @@ class Router:
                 p.settings,
                 VerdictTokens.from_tokenizer(tok, family=p.verdict_family),
                 special_tokens=_control_tokens(tok),
+                template_markers=native_template_markers(tok, p.settings),
             )
             judges["principle"] = (self.principle, tok)
         if (q := self.config.pairwise) is not None:
             source = tokenizers["pairwise"]
             tok = loaded[source] if source in loaded else _load_tokenizer(source)
-            self.pairwise = PairwiseJudge(_client(q, pairwise_server), q.settings, special_tokens=_control_tokens(tok))
+            self.pairwise = PairwiseJudge(
+                _client(q, pairwise_server),
+                q.settings,
+                special_tokens=_control_tokens(tok),
+                template_markers=native_template_markers(tok, q.settings),
+            )
             judges["pairwise"] = (self.pairwise, tok)
         self.budgets: dict[str, ContextBudget] = {}
         for role, (judge, tok) in judges.items():
-            context = _context_tokens(role, getattr(self.config, role))
+            context = judge_context_tokens(role, getattr(self.config, role))
             if context is not None:
                 self.budgets[role] = ContextBudget(judge, tok, context)
         # Token counting is CPU work: one thread keeps it off the event loop and never shares a tokenizer.
         self._tokenizing = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize")
+        self.lanes = {
+            role: JudgeLane(role, cfg.call_timeout_s, cfg.max_inflight_calls, cfg.max_call_s)
+            for role in ("principle", "pairwise")
+            if (cfg := getattr(self.config, role)) is not None
+        }
+        self.readiness = Readiness({role: judge for role, (judge, _) in judges.items()}, self.lanes)
+        with contextlib.suppress(RuntimeError):  # no running loop: constructed outside Serve (unit tests)
+            self.readiness.start()
 
     # ---- helpers -------------------------------------------------------------------------------------------
 
     async def _timed(self, stats: RequestStats, judge: str, call: Callable[[], Awaitable[T]]) -> T:
-        timeout_s = getattr(self.config, judge).call_timeout_s
-        started = time.perf_counter()
+        timing = CallTiming()
         try:
-            result = await asyncio.wait_for(call(), timeout_s)
-        except TimeoutError:
+            result = await self.lanes[judge].call(call, timing)
+        except JudgeSilent:
             stats.calls[(judge, "timeout")] += 1
-            raise TimeoutError(f"{judge} judge call timed out after {timeout_s} s") from None
+            raise
         except Exception:
             stats.calls[(judge, "error")] += 1
             raise
         finally:
-            stats.latencies.append((judge, time.perf_counter() - started))
+            stats.latencies.append((judge, timing.sent_s))
+            stats.call_queued_s += timing.queued_s
         failures = _failures(result)
         if failures:
             stats.parse_failures[judge] += failures
@@ -370,6 +378,22 @@ class Router:
         stats.status = str(status)
         record(self.metrics, stats)
         return _reject(status, message, headers)
+
+    @contextlib.asynccontextmanager
+    async def _admitted(self, stats: RequestStats) -> AsyncIterator[float]:
+        """One admission slot for the block (yields the seconds waited for it); 503 with Retry-After when the
+        router already holds as many requests as it may."""
+        try:
+            async with self.admission.slot() as queued_s:
+                yield queued_s
+        except Overloaded:
+            raise self._refuse(
+                stats,
+                503,
+                f"too many requests in flight (limit {self.limits.max_concurrent_requests} running + "
+                f"{self.limits.max_queued_requests} queued); retry later",
+                headers={"Retry-After": str(self.limits.retry_after_s)},
+            ) from None
 
     def _check_texts(self, texts: Sequence[str], what: str) -> None:
         limit = self.limits.max_text_chars
@@ -456,20 +480,12 @@ class Router:
                 )
 
         try:
-            async with self.admission.slot() as queued_s:
+            async with self._admitted(stats) as queued_s:
                 prompt_principles = [*principles, *filter(None, [body.principle_for_pairwise])]
                 candidates, cut = await self._fit(conversation, distinct, prompt_principles, "candidate")
                 result = await asyncio.wait_for(
                     select_best(len(candidates), pairwise_judge, principle_judge, config), self.limits.max_request_s
                 )
-        except Overloaded:
-            raise self._refuse(
-                stats,
-                503,
-                f"too many requests in flight (limit {self.limits.max_concurrent_requests} running + "
-                f"{self.limits.max_queued_requests} queued); retry later",
-                headers={"Retry-After": str(self.limits.retry_after_s)},
-            ) from None
         except TimeoutError:
             raise self._refuse(
                 stats,
@@ -489,7 +505,12 @@ class Router:
             result=result,
             config=config,
             principles=principles,
-            timings=Timings(total_s=total, selection_s=result.elapsed_s, queued_s=queued_s),
+            timings=Timings(
+                total_s=total,
+                selection_s=result.elapsed_s,
+                queued_s=queued_s,
+                judge_queue_s=stats.call_queued_s,
+            ),
             duplicates=[g for g in groups if len(g) > 1],
             truncated=sorted(i for u in cut for i in groups[u]),
         )
@@ -553,12 +574,13 @@ class Router:
         (response,), cut = await self._fit(body.conversation, [body.response], body.principles, "response")
         judge = self.principle
         stats = RequestStats("principle_score")
-        try:
-            results = await self._timed(
-                stats, "principle", lambda: judge.score(body.conversation, response, body.principles)
-            )
-        except Exception as exc:
-            raise self._refuse(stats, 503, f"the principle judge is unavailable: {exc}") from exc
+        async with self._admitted(stats):
+            try:
+                results = await self._timed(
+                    stats, "principle", lambda: judge.score(body.conversation, response, body.principles)
+                )
+            except Exception as exc:
+                raise self._refuse(stats, 503, f"the principle judge is unavailable: {exc}") from exc
         stats.status = "200"
         rewards = [r.reward for r in results if r.reward is not None]
         answer = PrincipleScoreResponse(
@@ -588,7 +610,8 @@ class Router:
             except Exception as exc:
                 return PairwiseResult(failure=f"judge error: {exc}")
 
-        forward, backward = await asyncio.gather(one(first, second), one(second, first))
+        async with self._admitted(stats):
+            forward, backward = await asyncio.gather(one(first, second), one(second, first))
         if not forward.ok and not backward.ok and "judge error" in (forward.failure or ""):
             raise self._refuse(stats, 503, f"the pairwise judge is unavailable: {forward.failure}")
         stats.status = "200"
@@ -604,7 +627,29 @@ class Router:
 
     @api.get("/healthz", response_model=Health, summary="Liveness of the router")
     async def healthz(self) -> Health:
-        return Health(status="ok", judges=[name for name in ("principle", "pairwise") if getattr(self, name)])
+        judges = [name for name in ("principle", "pairwise") if getattr(self, name)]
+        return Health(status="ok", judges=judges, ready=self.readiness.ready)
+
+    @api.get(
+        "/readyz",
+        response_model=ReadinessReport,
+        summary="200 once every judge has answered its warm-up call; 503 while they warm up",
+        responses={503: {"model": ReadinessReport, "description": "a judge has not answered yet"}},
+    )
+    async def readyz(self) -> Response:
+        ready = self.readiness.ready
+        body = ReadinessReport(
+            status="ready" if ready else "warming_up",
+            judges=self.readiness.state,
+            capacity=self.limits.max_concurrent_requests,
+        )
+        headers = None if ready else {"Retry-After": str(self.limits.retry_after_s)}
+        return Response(
+            content=body.model_dump_json(),
+            media_type="application/json",
+            status_code=200 if ready else 503,
+            headers=headers,
+        )
 
     @api.get("/v1/models", response_model=ModelsResponse, summary="The judge models behind this service")
     async def models(self) -> ModelsResponse:

@@ -93,7 +93,10 @@ _TRUNCATED = "candidates cut to fit the judges' context (overlong policy 'trunca
 class Timings(BaseModel):
     total_s: float
     selection_s: float
-    queued_s: float
+    queued_s: float = Field(description="waiting for admission (router.max_concurrent_requests)")
+    judge_queue_s: float = Field(
+        default=0.0, description="summed over the request's judge calls: waiting for a free judge slot"
+    )
 
 
 class BestOfNResponse(BaseModel):
@@ -193,3 +196,19 @@ class ModelsResponse(BaseModel):
 class Health(BaseModel):
     status: Literal["ok"]
     judges: list[str]
+    ready: bool = Field(description="every judge has answered its warm-up call (see /readyz)")
+
+
+class JudgeReadiness(BaseModel):
+    ready: bool
+    warmup_s: float | None = Field(default=None, description="seconds from start-up to the first answer")
+    attempts: int = 0
+    last_error: str | None = None
+
+
+class ReadinessReport(BaseModel):
+    status: Literal["ready", "warming_up"]
+    judges: dict[str, JudgeReadiness]
+    capacity: int = Field(
+        description="requests the router runs at once (router.max_concurrent_requests): a good client concurrency"
+    )

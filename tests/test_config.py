@@ -40,7 +40,7 @@ def test_cpu_default_validates_with_ray_schemas() -> None:
         assert llm.deployment_config["ray_actor_options"]["num_cpus"] == 0
         assert "reasoning_parser" not in llm.engine_kwargs  # SmolLM2 does not think
     assert app.config.principle.settings.prompt_format == "rendered"
-    assert app.config.pairwise.settings.structured_output == "scores"
+    assert app.config.pairwise.settings.structured_output == "compact"
 
 
 def test_gpu_config_names_the_real_checkpoints_on_their_placement_groups() -> None:
@@ -119,3 +119,28 @@ def test_null_drops_a_model_card_default_and_overrides_win() -> None:
     assert merged["engine_kwargs"]["enable_prefix_caching"] is True
     assert merged["model_loading_config"] == {"model_id": "m", "model_source": "/models/m"}
     assert pairwise_host.ENGINE_DEFAULTS["reasoning_parser"] == "deepseek_r1"  # defaults are not mutated
+
+
+def test_cpu_fastest_dtype_follows_the_cpu() -> None:
+    """bf16 only where the CPU computes it natively; AVX2-only CPUs get fp32 (prompt processing several times
+    faster there); other dtypes are left alone."""
+    from deployments.hosting import CPU_FASTEST, cpu_flags, fastest_cpu_dtype, resolve_cpu_dtype
+
+    assert fastest_cpu_dtype(frozenset({"avx2", "fma", "f16c"})) == "float32"
+    assert fastest_cpu_dtype(frozenset({"avx2", "avx512f", "avx512_bf16"})) == "bfloat16"
+    assert fastest_cpu_dtype(frozenset({"avx2", "amx_bf16", "amx_tile"})) == "bfloat16"
+    fields = {"engine_kwargs": {"dtype": CPU_FASTEST, "max_model_len": 8192}}
+    resolved = resolve_cpu_dtype(fields, frozenset({"avx2"}))
+    assert resolved["engine_kwargs"] == {"dtype": "float32", "max_model_len": 8192}
+    assert fields["engine_kwargs"]["dtype"] == CPU_FASTEST  # the input is not changed
+    assert resolve_cpu_dtype({"engine_kwargs": {"dtype": "half"}}, frozenset())["engine_kwargs"]["dtype"] == "half"
+    assert isinstance(cpu_flags(), frozenset)
+    assert cpu_flags("/nonexistent/cpuinfo") == frozenset()
+
+
+def test_the_cpu_default_engines_run_the_fastest_dtype() -> None:
+    from deployments.hosting import fastest_cpu_dtype
+
+    (app,) = validate_serve_config_file(CPU)
+    for llm in app.llm_configs.values():
+        assert llm.engine_kwargs["dtype"] == fastest_cpu_dtype()

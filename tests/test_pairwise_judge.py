@@ -343,3 +343,25 @@ def test_valid_verdicts_round_trip(s1: int, s2: int, rk: int, analysis: str, lay
     }
     text = layout.format(s=json.dumps(obj))
     assert _ok(text) == PairVerdict(score_1=s1, score_2=s2, ranking=rk)
+
+
+# --- the compact structured output -------------------------------------------------------------------------------
+
+
+@given(st.integers(SCORE_MIN, SCORE_MAX), st.integers(SCORE_MIN, SCORE_MAX), st.integers(RANKING_MIN, RANKING_MAX))
+def test_the_compact_grammar_admits_every_verdict_in_one_layout(s1: int, s2: int, rk: int) -> None:
+    from deployments.pairwise.judge import PAIRWISE_COMPACT_REGEX
+
+    answer = json.dumps({"score_1": s1, "score_2": s2, "ranking": rk})
+    assert re.fullmatch(PAIRWISE_COMPACT_REGEX, answer)
+    assert parse_pairwise(answer).verdict == PairVerdict(score_1=s1, score_2=s2, ranking=rk)
+    # no room for padding: the whitespace that made SmolLM2 run into max_tokens is not in the language
+    assert not re.fullmatch(PAIRWISE_COMPACT_REGEX, answer.replace(": ", " :  "))
+    assert not re.fullmatch(PAIRWISE_COMPACT_REGEX, answer.replace(f'"ranking": {rk}', '"ranking": 7'))
+
+
+def test_compact_mode_asks_the_engine_for_the_regex() -> None:
+    from deployments.pairwise.judge import PAIRWISE_COMPACT_REGEX, PairwiseJudge, PairwiseSettings
+
+    judge = PairwiseJudge(None, PairwiseSettings(prompt_format="rendered", structured_output="compact"))  # type: ignore[arg-type]
+    assert judge._extra() == {"structured_outputs": {"regex": PAIRWISE_COMPACT_REGEX}}

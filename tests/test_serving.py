@@ -22,6 +22,7 @@ from live_service import (  # noqa: E402
     CONVERSATION,
     PAIRWISE_DEPLOYMENT,
     PRINCIPLE_DEPLOYMENT,
+    ROOT,
     cpu_args,
     deployed,
     judge_handle,
@@ -33,19 +34,74 @@ from live_service import (  # noqa: E402
 
 def test_openapi_documents_every_route(service: httpx.Client) -> None:
     paths = service.get("/openapi.json").json()["paths"]
-    for path in ("/v1/best_of_n", "/v1/rank", "/v1/principle_score", "/v1/compare", "/healthz", "/v1/models"):
+    for path in (
+        "/v1/best_of_n",
+        "/v1/rank",
+        "/v1/principle_score",
+        "/v1/compare",
+        "/healthz",
+        "/readyz",
+        "/v1/models",
+    ):
         assert path in paths, path
     body = json.dumps(paths["/v1/best_of_n"])
     assert "BestOfNRequest" in body and "BestOfNResponse" in body
 
 
 def test_health_and_models(service: httpx.Client) -> None:
-    assert service.get("/healthz").json() == {"status": "ok", "judges": ["principle", "pairwise"]}
+    assert service.get("/healthz").json() == {"status": "ok", "judges": ["principle", "pairwise"], "ready": True}
     judges = service.get("/v1/models").json()["judges"]
     assert [(j["role"], j["hosted"], j["prompt_format"]) for j in judges] == [
         ("principle", True, "rendered"),
         ("pairwise", True, "rendered"),
     ]
+
+
+def test_ready_means_every_judge_answered_and_the_readme_request_then_fails_no_call(service: httpx.Client) -> None:
+    """The fixture waited for /readyz, which is 200 only after both judges answered a warm-up call; the README's
+    curl request sent then gets every judge call answered and parsed."""
+    import re
+
+    r = service.get("/readyz")
+    assert r.status_code == 200, r.text
+    report = r.json()
+    assert report["status"] == "ready" and report["capacity"] == cpu_args()["router"]["max_concurrent_requests"]
+    for role in ("principle", "pairwise"):
+        judge = report["judges"][role]
+        assert judge["ready"] and judge["warmup_s"] > 0 and judge["attempts"] >= 1, judge
+    readme = (ROOT / "README.md").read_text()
+    curl = re.search(r"curl -s localhost:8000/v1/best_of_n .*?-d '(.*?)'\n", readme, re.S)
+    assert curl is not None
+    r = service.post("/v1/best_of_n", json=json.loads(curl.group(1)))
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["failed_calls"] == 0 and out["degraded"] == [], out
+    assert out["pairwise_calls"] > 0 and out["principle_calls"] > 0
+
+
+def test_a_warming_router_says_so(service: httpx.Client) -> None:
+    """A router whose pairwise judge never answers stays live (/healthz 200) but not ready (/readyz 503 with
+    Retry-After), naming the judge it waits for."""
+    config = {
+        "principle": cpu_principle(),
+        "pairwise": {
+            "endpoint": {"base_url": "http://127.0.0.1:9/v1", "model": "down", "tokenizer": str(smollm2_folder())},
+            "call_timeout_s": 2,
+        },
+    }
+    app = router_app(config, judge_handle(PRINCIPLE_DEPLOYMENT), None, "WarmingRouter")
+    with deployed(app, "warming", service) as prefix:
+        deadline = time.monotonic() + 60
+        while not service.get(f"{prefix}/readyz").json()["judges"]["principle"]["ready"]:
+            assert time.monotonic() < deadline, "the principle judge never answered its warm-up call"
+            time.sleep(1)
+        r = service.get(f"{prefix}/readyz")
+        assert r.status_code == 503 and r.headers["retry-after"], r.text
+        report = r.json()
+        assert report["status"] == "warming_up" and not report["judges"]["pairwise"]["ready"]
+        assert report["judges"]["pairwise"]["last_error"]
+        health = service.get(f"{prefix}/healthz").json()
+        assert health["status"] == "ok" and health["ready"] is False
 
 
 def test_best_of_n_fans_out_to_both_judges(service: httpx.Client) -> None:

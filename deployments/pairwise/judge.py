@@ -20,9 +20,15 @@ PAIRWISE_SCORES_SCHEMA: dict[str, Any] = {
 }
 
 
+#: The three numbers and nothing else, spaced one way. A JSON schema leaves whitespace free, and on long prompts small
+#: models fill it (``{  "score_1"  :  1  ,`` …) until max_tokens cuts the answer off; this grammar cannot be padded.
+PAIRWISE_COMPACT_REGEX = r'\{"score_1": [1-5], "score_2": [1-5], "ranking": [1-6]\}'
+
+
 class PairwiseSettings(JudgeSettings):
-    #: "full": the rendered format's whole JSON answer; "scores": only the three numbers (small models)
-    structured_output: Literal["off", "full", "scores"] = "off"
+    #: "full": the rendered format's whole JSON answer; "scores": only the three numbers (JSON schema);
+    #: "compact": the three numbers in one fixed layout (regex; small models on long prompts)
+    structured_output: Literal["off", "full", "scores", "compact"] = "off"
 
 
 class PairwiseJudge(Judge):
@@ -47,6 +53,8 @@ class PairwiseJudge(Judge):
         mode = self.settings.structured_output
         if mode == "off":
             return {}
+        if mode == "compact":
+            return {"structured_outputs": {"regex": PAIRWISE_COMPACT_REGEX}}
         schema = PAIRWISE_JSON_SCHEMA if mode == "full" else PAIRWISE_SCORES_SCHEMA
         return {
             "response_format": {

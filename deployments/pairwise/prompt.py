@@ -117,7 +117,9 @@ def build_pairwise_batch(
     """One message list per ``(response_1, response_2)`` pair, all sharing the conversation and principle.
 
     ``conversation`` must end with the user turn both responses answer (optionally led by one system message).
-    ``special_tokens`` extends the built-in control-string list. ``system_prompt`` (trusted) is rendered-only.
+    ``special_tokens`` extends the built-in control-string list; in the native format it also carries the
+    template's structural markers (``TemplateMarkers.protected()``), which every untrusted slot must not forge.
+    ``system_prompt`` (trusted) is rendered-only.
     """
     fmt = check_prompt_format(prompt_format)
     head = rendered_head(fmt, system_prompt)  # rejects a system prompt with the native format

@@ -11,6 +11,7 @@ from deployments.engine_client import ChatClient, JudgeCallError
 from deployments.judge import Judge, JudgeSettings
 from deployments.principle.parse import VerdictTokens, parse_principle_logprobs
 from deployments.principle.prompt import build_principle_batch, build_principle_messages, principle_untrusted_texts
+from deployments.template_markers import NO_MARKERS, TemplateMarkers
 from policies.verdicts import PrincipleResult
 
 #: Structured output for small stand-in models: a few words of reasoning, then the judgement line. The Yes/No
@@ -34,8 +35,9 @@ class PrincipleJudge(Judge):
         settings: PrincipleSettings,
         tokens: VerdictTokens,
         special_tokens: Sequence[str] = (),
+        template_markers: TemplateMarkers = NO_MARKERS,
     ) -> None:
-        super().__init__(client, settings, special_tokens)
+        super().__init__(client, settings, special_tokens, template_markers)
         self.tokens = tokens
 
     def messages(

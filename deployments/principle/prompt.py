@@ -63,7 +63,8 @@ def build_principle_batch(
     """One message list per principle, all judging ``response`` as the reply to ``conversation``.
 
     ``conversation`` must end with the user turn that ``response`` answers (optionally led by one system message).
-    ``special_tokens`` extends the built-in control-string list (e.g. ``tokenizer.all_special_tokens``).
+    ``special_tokens`` extends the built-in control-string list (e.g. ``tokenizer.all_special_tokens``); in the
+    native format it also carries the template's structural markers (``TemplateMarkers.protected()``).
     ``system_prompt`` is trusted project text and only applies to the rendered format.
     """
     fmt = check_prompt_format(prompt_format)

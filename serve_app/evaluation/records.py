@@ -3,9 +3,12 @@
 Formats (extra fields are ignored):
 
 - ``rmbench`` (RM-Bench): ``{id, prompt, chosen: [3], rejected: [3], domain}``; the styles are ordered concise,
-  detailed plain, detailed markdown; the domain is chat, code, math, safety-refuse or safety-response.
+  detailed plain, detailed markdown; the domain is chat, code, math, safety-refuse or safety-response. The
+  per-domain files (``chat_filtered.json``, ...) carry no ``domain``: it comes from the file name, or from the
+  ``rmbench_domain`` argument (``--rmbench-domain``); only ``total_dataset.json`` has it in every record.
 - ``judgebench`` (JudgeBench): ``{pair_id, original_id, source, question, response_model, response_A, response_B,
-  label}`` with label ``A>B`` or ``B>A`` and a source whose prefix names the category.
+  label}`` with label ``A>B`` or ``B>A`` and a source whose prefix names the category; ``original_id`` is a
+  number, a string or null in the published splits.
 - ``helpsteer3`` (HelpSteer3 preference): ``{domain, language, context: [{role, content}], response1, response2,
   overall_preference}``; overall_preference in −3..3, negative when response1 is better.
 - ``bestofn`` (this project's): ``{id, conversation: [{role, content}] or prompt, candidates: [...], answer and/or
@@ -18,7 +21,7 @@ import gzip
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal, overload
@@ -27,7 +30,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from deployments.chat import validate_history
-from serve_app.evaluation.metrics import RMBENCH_STYLES, judgebench_category, rmbench_domain
+from serve_app.evaluation.metrics import RMBENCH_DOMAIN_OF, RMBENCH_STYLES, judgebench_category, rmbench_domain
 
 Benchmark = Literal["rmbench", "judgebench", "helpsteer3", "bestofn"]
 BENCHMARKS: tuple[str, ...] = ("rmbench", "judgebench", "helpsteer3", "bestofn")
@@ -88,7 +91,7 @@ class RMBenchRecord(_Record):
 
 class JudgeBenchRecord(_Record):
     pair_id: str
-    original_id: str
+    original_id: str | None = None  # null in 196 of the GPT-4o split's 350 pairs; unused in scoring
     source: str
     question: str
     response_model: str | None = None
@@ -230,23 +233,80 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-@overload
-def parse_records(rows: Iterable[Any], benchmark: Literal["rmbench"], source: str = ...) -> list[RMBenchRecord]: ...
+#: Turns a row (a dict) into what the record model validates, or raises RecordError; gets the row's location.
+RowHook = Callable[[dict[str, Any], str], dict[str, Any]]
+
+_DOMAIN_OPTION = (
+    "name the file <domain>_filtered.json as RM-Bench names its per-domain files, or give the domain "
+    "(--rmbench-domain on the evaluate command, rmbench_domain= in load_records)"
+)
+
+
+def rmbench_domain_of_file(path: str | Path) -> str | None:
+    """The RM-Bench domain a file name states: the part before ``_filtered`` (``code_filtered.json`` → code, the
+    names RM-Bench publishes) or the whole stem when it is a domain (``safety-refuse.jsonl``); None when the name
+    states none (``total_dataset.json``)."""
+    name = Path(path).name.lower()
+    stem = next((name[: -len(s)] for s in sorted(SUFFIXES, key=len, reverse=True) if name.endswith(s)), name)
+    stem = stem.removesuffix("_filtered")
+    return stem if stem in RMBENCH_DOMAIN_OF else None
+
+
+def _rmbench_hook(benchmark: str, given: str | None, from_name: str | None, source: str) -> RowHook | None:
+    """For RM-Bench, a hook that gives records without a ``domain`` the given one, else the file name's."""
+    if given is not None:
+        if benchmark != "rmbench":
+            raise RecordError(f"a domain was given for {benchmark} records; rmbench_domain applies to rmbench only")
+        if given not in RMBENCH_DOMAIN_OF:
+            raise RecordError(f"unknown RM-Bench domain {given!r} given; allowed: {', '.join(RMBENCH_DOMAIN_OF)}")
+    if benchmark != "rmbench":
+        return None
+
+    def fill(row: dict[str, Any], where: str) -> dict[str, Any]:
+        own = row.get("domain")
+        if own is None:
+            domain = given or from_name
+            if domain is None:
+                raise RecordError(
+                    f"{where}: the record has no 'domain' and {source!r} names none; allowed domains: "
+                    f"{', '.join(RMBENCH_DOMAIN_OF)}; {_DOMAIN_OPTION}"
+                )
+            return {**row, "domain": domain}
+        # A record's own domain wins over the file name (a guess), but contradicting an explicit one is an error.
+        if given is not None and own != given:
+            raise RecordError(
+                f"{where}: the record's domain is {own!r} but {given!r} was given; give no domain for files whose "
+                f"records carry their own (e.g. total_dataset.json)"
+            )
+        return row
+
+    return fill
+
+
 @overload
 def parse_records(
-    rows: Iterable[Any], benchmark: Literal["judgebench"], source: str = ...
+    rows: Iterable[Any], benchmark: Literal["rmbench"], source: str = ..., *, rmbench_domain: str | None = ...
+) -> list[RMBenchRecord]: ...
+@overload
+def parse_records(
+    rows: Iterable[Any], benchmark: Literal["judgebench"], source: str = ..., *, rmbench_domain: str | None = ...
 ) -> list[JudgeBenchRecord]: ...
 @overload
 def parse_records(
-    rows: Iterable[Any], benchmark: Literal["helpsteer3"], source: str = ...
+    rows: Iterable[Any], benchmark: Literal["helpsteer3"], source: str = ..., *, rmbench_domain: str | None = ...
 ) -> list[HelpSteer3Record]: ...
 @overload
-def parse_records(rows: Iterable[Any], benchmark: Literal["bestofn"], source: str = ...) -> list[BestOfNRecord]: ...
-def parse_records(rows: Iterable[Any], benchmark: Benchmark, source: str = "records") -> list[Any]:
+def parse_records(
+    rows: Iterable[Any], benchmark: Literal["bestofn"], source: str = ..., *, rmbench_domain: str | None = ...
+) -> list[BestOfNRecord]: ...
+def parse_records(
+    rows: Iterable[Any], benchmark: Benchmark, source: str = "records", *, rmbench_domain: str | None = None
+) -> list[Any]:
     """Validate rows already in memory (dicts, e.g. from ``datasets``); errors name ``source`` and the record
-    number (1-based)."""
+    number (1-based). ``rmbench_domain`` is the domain of RM-Bench rows that carry none."""
     model = _record_type(benchmark)
-    return [_validate(model, row, benchmark, f"{source}: record {n}") for n, row in enumerate(rows, start=1)]
+    hook = _rmbench_hook(benchmark, rmbench_domain, None, source)
+    return [validate_row(model, row, benchmark, f"{source}: record {n}", hook) for n, row in enumerate(rows, start=1)]
 
 
 def _record_type(benchmark: str) -> type[_Record]:
@@ -256,14 +316,19 @@ def _record_type(benchmark: str) -> type[_Record]:
         raise RecordError(f"unknown benchmark {benchmark!r}; allowed: {', '.join(BENCHMARKS)}") from None
 
 
-def _validate(model: type[_Record], row: Any, benchmark: str, where: str) -> Any:
+def validate_row(model: type[BaseModel], row: Any, what: str, where: str, hook: RowHook | None = None) -> Any:
+    """One row (numpy values made plain, then passed through ``hook``) as ``model``, or a :class:`RecordError`
+    naming ``where`` the row is, the format (``what``) and the field at fault. Loaders of other record types use it
+    over :func:`read_rows`."""
     row = _plain(row)
     if not isinstance(row, dict):
-        raise RecordError(f"{where}: expected a JSON object ({benchmark} record), got {type(row).__name__}")
+        raise RecordError(f"{where}: expected a JSON object ({what} record), got {type(row).__name__}")
+    if hook is not None:
+        row = hook(row, where)
     try:
         return model.model_validate(row)
     except ValidationError as exc:
-        raise RecordError(f"{where}: not a valid {benchmark} record: {_describe(exc)}") from None
+        raise RecordError(f"{where}: not a valid {what} record: {_describe(exc)}") from None
 
 
 def _suffix(path: Path) -> str:
@@ -280,20 +345,11 @@ def _read_text(path: Path, compressed: bool) -> str:
         return f.read()
 
 
-@overload
-def load_records(path: str | Path, benchmark: Literal["rmbench"]) -> list[RMBenchRecord]: ...
-@overload
-def load_records(path: str | Path, benchmark: Literal["judgebench"]) -> list[JudgeBenchRecord]: ...
-@overload
-def load_records(path: str | Path, benchmark: Literal["helpsteer3"]) -> list[HelpSteer3Record]: ...
-@overload
-def load_records(path: str | Path, benchmark: Literal["bestofn"]) -> list[BestOfNRecord]: ...
-def load_records(path: str | Path, benchmark: Benchmark) -> list[Any]:
-    """Read and validate one benchmark file: ``.json`` (a list of records), ``.jsonl`` (one record per line; blank
-    lines skipped), either gzipped, or ``.parquet``. Raises :class:`RecordError` naming the file, the record (and
-    its line in JSONL) and the field at fault."""
+def read_rows(path: str | Path) -> list[tuple[str, Any]]:
+    """The raw rows of a ``.json`` (a list), ``.jsonl`` (one per line; blank lines skipped), either gzipped, or
+    ``.parquet`` file, each with its location for error messages ("FILE: record N (line L)"). Raises
+    :class:`RecordError` for a file that cannot be read or parsed."""
     path = Path(path)
-    model = _record_type(benchmark)
     suffix = _suffix(path)
     if not path.is_file():
         raise RecordError(f"{path}: no such file")
@@ -307,7 +363,7 @@ def load_records(path: str | Path, benchmark: Benchmark) -> list[Any]:
             rows = pq.read_table(path).to_pylist()
         except Exception as exc:
             raise RecordError(f"{path}: not a readable parquet file: {exc}") from None
-        return [_validate(model, row, benchmark, f"{path}: record {n}") for n, row in enumerate(rows, start=1)]
+        return [(f"{path}: record {n}", row) for n, row in enumerate(rows, start=1)]
 
     compressed = suffix.endswith(".gz")
     try:
@@ -316,17 +372,16 @@ def load_records(path: str | Path, benchmark: Benchmark) -> list[Any]:
         raise RecordError(f"{path}: cannot read as UTF-8{' gzip' if compressed else ''} text: {exc}") from None
 
     if suffix.startswith(".jsonl"):
-        records = []
+        located = []
         for line_no, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
-            where = f"{path}: record {len(records) + 1} (line {line_no})"
+            where = f"{path}: record {len(located) + 1} (line {line_no})"
             try:
-                row = json.loads(line)
+                located.append((where, json.loads(line)))
             except json.JSONDecodeError as exc:
                 raise RecordError(f"{where}: invalid JSON: {exc.msg} at column {exc.colno}") from None
-            records.append(_validate(model, row, benchmark, where))
-        return records
+        return located
 
     try:
         rows = json.loads(text)
@@ -335,7 +390,36 @@ def load_records(path: str | Path, benchmark: Benchmark) -> list[Any]:
         raise RecordError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}{hint}") from None
     if not isinstance(rows, list):
         raise RecordError(f"{path}: a .json file must hold a list of records, got a {type(rows).__name__}")
-    return [_validate(model, row, benchmark, f"{path}: record {n}") for n, row in enumerate(rows, start=1)]
+    return [(f"{path}: record {n}", row) for n, row in enumerate(rows, start=1)]
+
+
+@overload
+def load_records(
+    path: str | Path, benchmark: Literal["rmbench"], *, rmbench_domain: str | None = ...
+) -> list[RMBenchRecord]: ...
+@overload
+def load_records(
+    path: str | Path, benchmark: Literal["judgebench"], *, rmbench_domain: str | None = ...
+) -> list[JudgeBenchRecord]: ...
+@overload
+def load_records(
+    path: str | Path, benchmark: Literal["helpsteer3"], *, rmbench_domain: str | None = ...
+) -> list[HelpSteer3Record]: ...
+@overload
+def load_records(
+    path: str | Path, benchmark: Literal["bestofn"], *, rmbench_domain: str | None = ...
+) -> list[BestOfNRecord]: ...
+def load_records(path: str | Path, benchmark: Benchmark, *, rmbench_domain: str | None = None) -> list[Any]:
+    """Read and validate one benchmark file (the formats of :func:`read_rows`). Raises :class:`RecordError`
+    naming the file, the record (and its line in JSONL) and the field at fault.
+
+    RM-Bench records without a ``domain`` get ``rmbench_domain`` when given, else the domain the file name states
+    (:func:`rmbench_domain_of_file`); a record with its own domain keeps it, and must agree with ``rmbench_domain``.
+    """
+    path = Path(path)
+    model = _record_type(benchmark)
+    hook = _rmbench_hook(benchmark, rmbench_domain, rmbench_domain_of_file(path), path.name)
+    return [validate_row(model, row, benchmark, where, hook) for where, row in read_rows(path)]
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from serve_app.evaluation.metrics import (
     RMBENCH_DOMAINS,
     BestOfNScores,
     HelpSteer3Scores,
+    JudgeBenchCategoryScores,
     JudgeBenchScores,
     PositionConsistency,
     RMBenchScores,
@@ -247,6 +248,20 @@ def _judgebench_section(scores: dict[str, JudgeBenchScores], plots: dict[str, st
         ],
     )
     return lines + _images(plots, ("judgebench",))
+
+
+def judgebench_source_table(scores: JudgeBenchScores) -> list[str]:
+    """One judge's JudgeBench accuracy overall and per source prefix (the columns of JudgeBench's own script),
+    with two decimals so that it can be set against the published numbers digit for digit."""
+
+    def pct(value: float | None) -> str:
+        return "—" if value is None else f"{value:.2f}"
+
+    rows = [["Overall", pct(scores.accuracy), str(scores.pairs), str(scores.correct)]]
+    for prefix, category in JUDGEBENCH_CATEGORIES.items():
+        c = scores.categories.get(category) or JudgeBenchCategoryScores(accuracy=None, pairs=0, correct=0)
+        rows.append([f"{prefix} ({category})", pct(c.accuracy), str(c.pairs), str(c.correct)])
+    return _table(["", "accuracy", "pairs", "correct"], rows)
 
 
 def _helpsteer3_section(scores: dict[str, HelpSteer3Scores]) -> list[str]:

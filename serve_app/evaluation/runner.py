@@ -17,11 +17,13 @@ import asyncio
 import json
 import sys
 import time
+from collections import Counter as Tally
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import httpx
+import numpy as np
 from pydantic import BaseModel, Field
 
 from policies.debias import combine_results
@@ -39,6 +41,8 @@ from serve_app.evaluation.records import (
 from serve_app.evaluation.report import EvaluationResults, RunMetadata
 
 JUDGES = ("principle", "pairwise", "ensemble")
+#: items in flight against a service that does not report its capacity
+DEFAULT_CONCURRENCY = 4
 OUTPUTS = "outputs.jsonl"
 
 
@@ -103,22 +107,53 @@ class ServiceError(RuntimeError):
 
 
 class Service:
-    """The evaluation's client of the HTTP API; a 503 (overloaded) is retried after its Retry-After."""
+    """The evaluation's client of the HTTP API. A 503 with Retry-After (admission full, a judge warming up) is
+    waited out and sent again, so the run goes as fast as the service admits; other refusals become missing
+    verdicts, counted in ``refusals``."""
 
     def __init__(self, base_url: str, token: str | None = None, timeout_s: float = 3600) -> None:
         headers = {"authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.AsyncClient(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s)
+        self.refusals: Tally[str] = Tally()  # "timeout" / HTTP status -> count
+        self.retried = 0
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        for _ in range(100):
+        for _ in range(1000):
             r = await self.http.post(path, json=body)
-            if r.status_code == 503 and "retry-after" in r.headers:
+            if r.status_code == 503 and "retry-after" in r.headers and "timed out" not in r.text:
+                self.retried += 1
                 await asyncio.sleep(float(r.headers["retry-after"]))
                 continue
             if r.status_code != 200:
+                self.refusals["timeout" if "timed out" in r.text else str(r.status_code)] += 1
                 raise ServiceError(f"{path} answered {r.status_code}: {r.text[:300]}")
             return r.json()
         raise ServiceError(f"{path} stayed overloaded")
+
+    async def readiness(self) -> dict[str, Any] | None:
+        """The service's /readyz body (whatever its status), or None when it has no such route."""
+        r = await self.http.get("/readyz")
+        if r.status_code == 404:
+            return None
+        return r.json()
+
+    async def wait_ready(self, timeout_s: float = 1800, poll_s: float = 5) -> int | None:
+        """Wait until every judge has answered its warm-up call; returns the service's capacity (requests it runs
+        at once), or None for a service without /readyz."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                report = await self.readiness()
+            except httpx.HTTPError:
+                report = {"status": "unreachable"}
+            if report is None:
+                return None
+            if report.get("status") == "ready":
+                return int(report["capacity"])
+            if time.monotonic() > deadline:
+                raise ServiceError(f"the service was not ready within {timeout_s:g} s: {report}")
+            print(f"waiting for the service to be ready ({report.get('status')})", file=sys.stderr, flush=True)
+            await asyncio.sleep(poll_s)
 
     async def principle(
         self, conversation: list[dict[str, str]], response: str, principles: list[str]
@@ -230,27 +265,64 @@ async def _run_item(
     return await _bestofn(svc, record, strategies, principles)
 
 
+def item_failures(item: ItemOutputs) -> tuple[int, int]:
+    """(failed judge calls, of which timeouts) in one item's outputs: a refused request counts for all its calls."""
+    failed = timeouts = 0
+    for results in item.principle.values():
+        for r in results if results is not None else [PrincipleResult(principle="", failure="request refused")]:
+            if r.failure is not None:
+                failed += 1
+                timeouts += "timed out" in r.failure
+    for pair in item.pairwise.values():
+        for r in (pair.forward, pair.backward) if pair is not None else (PairwiseResult(failure="refused"),) * 2:
+            if r.failure is not None:
+                failed += 1
+                timeouts += "timed out" in r.failure
+    failed += sum(p.failure is not None for p in item.bestofn.values())
+    return failed, timeouts
+
+
 class Progress:
-    """A line on stderr every few seconds: items done, rate, time left."""
+    """A line on stderr every few seconds: items done, rate, failed calls, time left.
+
+    The rate is taken over the last :attr:`WINDOW` finished items, not since the start: with several items in
+    flight the first ones finish late, and a whole-run average would promise far too much time at first.
+    """
+
+    WINDOW = 10
 
     def __init__(self, benchmark: str, total: int, already: int) -> None:
-        self.benchmark, self.total, self.done, self.started_with = benchmark, total, already, already
+        self.benchmark, self.total, self.done = benchmark, total, already
         self.t0 = self.last = time.monotonic()
+        self.finished: list[float] = []  # monotonic times of this run's finished items
+        self.failed = self.timeouts = 0
 
-    def step(self) -> None:
+    def step(self, item: ItemOutputs | None = None) -> None:
         self.done += 1
         now = time.monotonic()
+        self.finished.append(now)
+        if item is not None:
+            failed, timeouts = item_failures(item)
+            self.failed += failed
+            self.timeouts += timeouts
         if now - self.last >= 5 or self.done == self.total:
             self.last = now
-            new = self.done - self.started_with
-            rate = new / max(now - self.t0, 1e-9)
-            left = (self.total - self.done) / rate if rate else float("inf")
-            print(
-                f"{self.benchmark}: {self.done}/{self.total} items ({100 * self.done / max(self.total, 1):.0f}%), "
-                f"{rate * 60:.1f}/min, ~{left / 60:.0f} min left",
-                file=sys.stderr,
-                flush=True,
-            )
+            print(self.line(now), file=sys.stderr, flush=True)
+
+    def rate(self, now: float) -> float:
+        """Items per second over the recent window (from the run's start while fewer items have finished)."""
+        recent = self.finished[-self.WINDOW :]
+        since = self.finished[-self.WINDOW - 1] if len(self.finished) > self.WINDOW else self.t0
+        return len(recent) / max(now - since, 1e-9)
+
+    def line(self, now: float) -> str:
+        rate = self.rate(now)
+        left = (self.total - self.done) / rate if rate else float("inf")
+        return (
+            f"{self.benchmark}: {self.done}/{self.total} items ({100 * self.done / max(self.total, 1):.0f}%), "
+            f"{rate * 60:.2f}/min, {self.failed} failed judge calls ({self.timeouts} timeouts), "
+            f"~{left / 60:.0f} min left"
+        )
 
 
 async def run_benchmark(
@@ -271,8 +343,9 @@ async def run_benchmark(
 
     async def one(record: Any) -> None:
         async with slots:
-            store.add(await _run_item(svc, benchmark, record, principles, strategies))
-            progress.step()
+            item = await _run_item(svc, benchmark, record, principles, strategies)
+            store.add(item)
+            progress.step(item)
 
     await asyncio.gather(*(one(r) for r in todo))
 
@@ -433,14 +506,25 @@ class EvaluationRequest(BaseModel):
     out: Path
     principles: list[str] = ["correctness"]
     strategies: list[str] = ["knockout", "round_robin", "adaptive"]
-    limit: int | None = None
-    concurrency: int = 4
+    limit: int | None = Field(default=None, ge=1, description="only the first N items of each file")
+    sample: int | None = Field(
+        default=None, ge=1, description="a fixed random subset of N items of each file (seeded: the same every run)"
+    )
+    seed: int = 0
+    concurrency: int | None = Field(
+        default=None, ge=1, description="items in flight; default: the capacity the service reports on /readyz"
+    )
+    rmbench_domain: str | None = None  # for RM-Bench records without one; default: the file name's
 
 
 def load_all(request: EvaluationRequest) -> dict[str, list[Any]]:
     loaded: dict[str, list[Any]] = {}
     for benchmark, path in request.files.items():
-        records = load_records(path, benchmark)
+        domain = request.rmbench_domain if benchmark == "rmbench" else None
+        records = load_records(path, benchmark, rmbench_domain=domain)
+        if request.sample is not None and request.sample < len(records):
+            keep = sorted(np.random.default_rng(request.seed).choice(len(records), request.sample, replace=False))
+            records = [records[k] for k in keep]
         loaded[benchmark] = records[: request.limit] if request.limit else records
     return loaded
 
@@ -462,17 +546,23 @@ def score_all(loaded: dict[str, list[Any]], store: OutputStore, metadata: RunMet
     return results
 
 
-async def evaluate(request: EvaluationRequest, base_url: str, token: str | None = None) -> dict[str, list[Any]]:
-    """Send every item not yet in the output folder; returns the loaded records."""
+async def evaluate(
+    request: EvaluationRequest, base_url: str, token: str | None = None, service: Service | None = None
+) -> dict[str, list[Any]]:
+    """Send every item not yet in the output folder; returns the loaded records. ``service`` (else one made for
+    ``base_url``) keeps its refusal counts for the caller to read; it is closed at the end either way."""
     loaded = load_all(request)
     store = OutputStore(request.out)
-    svc = Service(base_url, token)
+    svc = service or Service(base_url, token)
     try:
+        capacity = await svc.wait_ready()
+        concurrency = request.concurrency or capacity or DEFAULT_CONCURRENCY
+        print(f"evaluate: {concurrency} items in flight", file=sys.stderr, flush=True)
         models = await svc.models()
-        run = {"service": base_url, "models": models, **request.model_dump(mode="json")}
+        run = {"service": base_url, "models": models, **request.model_dump(mode="json"), "concurrency": concurrency}
         (request.out / "run.json").write_text(json.dumps(run, indent=1))
         # All sets at once under one limit: the engines batch whatever is in flight.
-        slots = asyncio.Semaphore(request.concurrency)
+        slots = asyncio.Semaphore(concurrency)
         await asyncio.gather(
             *(
                 run_benchmark(

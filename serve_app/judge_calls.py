@@ -1,0 +1,105 @@
+"""How the router waits for one judge: bounded calls in flight, and a timeout that tells a busy judge from a hung one.
+
+A fixed per-call timeout cannot do both jobs. Real evaluation items are long, and on a small machine a burst of
+them queues inside the engine: every call then takes minutes, none is broken, and a fixed timeout fails them all.
+A hung judge, on the other hand, must be given up on quickly. So:
+
+* at most ``max_inflight`` calls are sent to the judge at once; the rest wait in the router, where the wait is
+  visible (``queued_s``) and no timeout runs — a request's own deadline (``router.max_request_s``) bounds it;
+* a sent call times out when its judge has been **silent** for ``silence_s``: no call to that judge has completed
+  since this one was sent, or since the last completion. A judge that keeps answering other calls is busy, not
+  hung, and its calls keep their place; a judge that answers nothing is given up on after ``silence_s``;
+* ``max_call_s`` bounds one call whatever else happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+class JudgeSilent(TimeoutError):
+    """The judge answered no call for too long (or one call outlived ``max_call_s``)."""
+
+
+@dataclass
+class CallTiming:
+    """Where one call's time went."""
+
+    queued_s: float = 0.0
+    sent_s: float = 0.0
+
+
+class JudgeLane:
+    """One judge's calls: a bounded number in flight and the time of its last answer."""
+
+    def __init__(self, name: str, silence_s: float, max_inflight: int | None = None, max_call_s: float | None = None):
+        self.name = name
+        self.silence_s = silence_s
+        self.max_call_s = max_call_s if max_call_s is not None else 10 * silence_s
+        self._slots = asyncio.Semaphore(max_inflight) if max_inflight else None
+        self.max_inflight = max_inflight
+        self.inflight = 0
+        self.waiting = 0
+        #: monotonic time of the last call this judge answered
+        self.last_answer = float("-inf")
+
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        if self._slots is None:
+            yield
+            return
+        self.waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self.waiting -= 1
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+    async def call(self, make: Callable[[], Awaitable[T]], timing: CallTiming | None = None) -> T:
+        """Run ``make()`` when a slot is free; raise :class:`JudgeSilent` as the module docstring says."""
+        timing = timing if timing is not None else CallTiming()
+        queued = time.monotonic()
+        async with self._slot():
+            sent = time.monotonic()
+            timing.queued_s = sent - queued
+            self.inflight += 1
+            task = asyncio.ensure_future(make())
+            try:
+                return await self._wait(task, sent)
+            finally:
+                self.inflight -= 1
+                timing.sent_s = time.monotonic() - sent
+                if not task.done():
+                    task.cancel()
+                elif not task.cancelled():
+                    task.exception()  # retrieved: a call given up on must not log "exception never retrieved"
+
+    async def _wait(self, task: asyncio.Future[T], sent: float) -> T:
+        hard_deadline = sent + self.max_call_s
+        while True:
+            now = time.monotonic()
+            # the judge's silence is counted from whichever is later: this call's sending or its last answer
+            silent_until = max(sent, self.last_answer) + self.silence_s
+            deadline = min(silent_until, hard_deadline)
+            if now >= deadline:
+                if now >= hard_deadline:
+                    raise JudgeSilent(f"{self.name} judge call timed out after {self.max_call_s:g} s (max_call_s)")
+                raise JudgeSilent(
+                    f"{self.name} judge call timed out: the judge answered no call for {self.silence_s:g} s "
+                    f"(call_timeout_s)"
+                )
+            done, _ = await asyncio.wait({task}, timeout=deadline - now)
+            if done:
+                result = task.result()  # a failed call raises here and is no sign of life
+                self.last_answer = time.monotonic()
+                return result

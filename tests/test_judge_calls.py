@@ -1,0 +1,174 @@
+"""The router's judge lanes: a busy judge's calls survive, a hung judge's calls time out, queueing costs no timeout;
+and readiness after warm-up calls."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from serve_app import readiness as readiness_module
+from serve_app.judge_calls import CallTiming, JudgeLane, JudgeSilent
+from serve_app.readiness import Readiness
+
+
+class SerialJudge:
+    """Answers one call at a time, each taking ``seconds``: a saturated engine."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._lock = asyncio.Lock()
+
+    async def answer(self, value: int) -> int:
+        async with self._lock:
+            await asyncio.sleep(self.seconds)
+            return value
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(coro)
+
+
+def test_a_busy_judge_keeps_its_calls() -> None:
+    """Ten calls in flight on a judge that answers one per 0.1 s: the last waits ~1 s, twice the silence limit,
+    yet none times out, because the judge keeps answering. A fixed 0.5 s timeout would fail half of them."""
+
+    async def main() -> list[int]:
+        judge, lane = SerialJudge(0.1), JudgeLane("pairwise", silence_s=0.5)
+        return await asyncio.gather(*(lane.call(lambda k=k: judge.answer(k)) for k in range(10)))
+
+    started = time.monotonic()
+    assert run(main()) == list(range(10))
+    assert time.monotonic() - started >= 0.9
+
+
+def test_a_hung_judge_times_out_after_its_silence() -> None:
+    async def main() -> None:
+        lane = JudgeLane("pairwise", silence_s=0.2)
+        await lane.call(lambda: asyncio.sleep(60))
+
+    started = time.monotonic()
+    with pytest.raises(JudgeSilent, match=r"timed out: the judge answered no call for 0\.2 s"):
+        run(main())
+    assert 0.15 < time.monotonic() - started < 2
+
+
+def test_failed_calls_are_no_sign_of_life() -> None:
+    """Quick errors on other calls do not keep a hung call alive."""
+
+    async def fail() -> None:
+        await asyncio.sleep(0.02)
+        raise ConnectionError("refused")
+
+    async def main() -> None:
+        lane = JudgeLane("principle", silence_s=0.3)
+        hung = asyncio.ensure_future(lane.call(lambda: asyncio.sleep(60)))
+        for _ in range(20):
+            with pytest.raises(ConnectionError):
+                await lane.call(fail)
+        await hung
+
+    with pytest.raises(JudgeSilent):
+        run(main())
+
+
+def test_one_call_is_bounded_by_max_call_s() -> None:
+    """A call that never finishes while other calls keep being answered stops at max_call_s."""
+
+    async def main() -> None:
+        judge = SerialJudge(0.05)
+        lane = JudgeLane("pairwise", silence_s=0.2, max_call_s=0.6)
+
+        async def chatter() -> None:
+            for k in range(40):
+                await lane.call(lambda k=k: judge.answer(k))
+
+        background = asyncio.ensure_future(chatter())
+        try:
+            await lane.call(lambda: asyncio.sleep(60))
+        finally:
+            background.cancel()
+
+    started = time.monotonic()
+    with pytest.raises(JudgeSilent, match="max_call_s"):
+        run(main())
+    assert 0.5 < time.monotonic() - started < 2
+
+
+def test_queueing_in_the_router_costs_no_timeout() -> None:
+    """One call at a time, each 0.15 s, silence 0.25 s: the fifth waits 0.6 s for its slot and still succeeds;
+    its wait is reported as queued, not as call time."""
+
+    async def main() -> tuple[list[int], list[CallTiming], int]:
+        judge, lane = SerialJudge(0.15), JudgeLane("pairwise", silence_s=0.25, max_inflight=1)
+        timings = [CallTiming() for _ in range(5)]
+        peak = 0
+
+        async def one(k: int) -> int:
+            nonlocal peak
+            peak = max(peak, lane.inflight)
+            return await judge.answer(k)
+
+        out = await asyncio.gather(*(lane.call(lambda k=k: one(k), timings[k]) for k in range(5)))
+        return out, timings, peak
+
+    out, timings, peak = run(main())
+    assert out == list(range(5)) and peak == 1
+    assert max(t.queued_s for t in timings) >= 0.5
+    assert all(t.sent_s < 0.25 for t in timings)
+
+
+class FlakyJudge:
+    """Refuses its first ``failures`` calls (an engine still loading), then answers."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls = 0
+
+    async def compare(self, *args: object) -> str:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise ConnectionError("deployment not ready")
+        return "verdict"
+
+    async def score(self, *args: object) -> list[str]:
+        return [await self.compare()]
+
+
+def test_ready_only_after_every_judge_answered(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(readiness_module, "RETRY_S", 0.01)
+
+    async def main() -> tuple[bool, Readiness]:
+        judges = {"principle": FlakyJudge(0), "pairwise": FlakyJudge(3)}
+        lanes = {role: JudgeLane(role, silence_s=5) for role in judges}
+        ready = Readiness(judges, lanes)
+        before = ready.ready
+        ready.start()
+        for _ in range(200):
+            if ready.ready:
+                break
+            await asyncio.sleep(0.01)
+        return before, ready
+
+    before, ready = run(main())
+    assert before is False
+    assert ready.ready
+    assert ready.state["pairwise"].attempts == 4 and ready.state["principle"].attempts == 1
+    assert ready.state["pairwise"].last_error is None and ready.state["pairwise"].warmup_s is not None
+
+
+def test_not_ready_while_a_judge_never_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(readiness_module, "RETRY_S", 0.01)
+
+    async def main() -> Readiness:
+        judges = {"principle": FlakyJudge(0), "pairwise": FlakyJudge(10**6)}
+        ready = Readiness(judges, {role: JudgeLane(role, silence_s=5) for role in judges})
+        ready.start()
+        await asyncio.sleep(0.3)
+        return ready
+
+    ready = run(main())
+    assert not ready.ready
+    assert ready.state["principle"].ready and not ready.state["pairwise"].ready
+    assert "deployment not ready" in (ready.state["pairwise"].last_error or "")

@@ -39,19 +39,25 @@ FILES = {
 CALLS = {"judgebench": (2, 2), "rmbench": (6, 18)}
 
 
-async def _run(benchmark: str, n: int, out: Path) -> dict[str, Any]:
+def _run(benchmark: str, n: int, out: Path) -> dict[str, Any]:
     shutil.rmtree(out / benchmark, ignore_errors=True)  # a fresh run: a resumed one would time only the rest
     request = EvaluationRequest(files={benchmark: FILES[benchmark]}, out=out / benchmark, sample=n, seed=0)
     svc = Service(BASE)
     started = time.monotonic()
-    loaded = await evaluate(request, BASE, service=svc)
+    loaded = asyncio.run(evaluate(request, BASE, service=svc))
     wall_s = time.monotonic() - started
-    store = OutputStore(request.out)
-    items = [store.done[(benchmark, k)] for k in store.done if k[0] == benchmark]
+    # scored outside the event loop: the ensemble's scoring runs the selection code with asyncio.run itself
+    return summarize(benchmark, loaded, request.out, wall_s, svc)
+
+
+def summarize(benchmark: str, loaded: dict[str, Any], out: Path, wall_s: float, svc: Service) -> dict[str, Any]:
+    """The run's numbers from its stored outputs, and its report beside them."""
+    store = OutputStore(out)
+    items = [item for key, item in store.done.items() if key[0] == benchmark]
     failed = sum(item_failures(i)[0] for i in items)
     timeouts = sum(item_failures(i)[1] for i in items)
     results = score_all(loaded, store, RunMetadata(service=BASE, items={benchmark: len(items)}))
-    write_report(results, request.out)
+    write_report(results, out)
     principle_calls, pairwise_calls = CALLS[benchmark]
     summary: dict[str, Any] = {
         "benchmark": benchmark,
@@ -133,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         startup_s = time.monotonic() - started
         for benchmark, n in (("judgebench", args.judgebench), ("rmbench", args.rmbench)):
             if n:
-                rows.append(asyncio.run(_run(benchmark, n, args.out)))
+                rows.append(_run(benchmark, n, args.out))
                 print(json.dumps(rows[-1], indent=1), flush=True)
     (args.out / "summary.json").write_text(json.dumps({"startup_s": startup_s, "runs": rows}, indent=1))
     text = _markdown(args.config, rows, startup_s)

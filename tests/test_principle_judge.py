@@ -378,3 +378,26 @@ def test_parser_never_raises(content: list[dict[str, Any]], prefix: str) -> None
     assert r.ok != (r.failure is not None)
     if r.ok:
         assert r.reward is not None and math.isfinite(r.reward)
+
+
+def test_an_answer_split_into_pieces_is_read_at_the_position_after_the_judgement() -> None:
+    """Seen on a real RM-Bench item under the regex grammar: "Final Judgement: No" generated as " N" + "o". No
+    generated token is a Yes/No variant, but the position after "Final Judgement:" carries the requested logprobs
+    of every variant: the reward is read there."""
+    tokens = VerdictTokens(yes_space=1, no_space=2, yes=3, no=4)
+    at_answer = [{"token": " Yes", "logprob": -2.5}, {"token": " No", "logprob": -0.1}, {"token": "Yes", "logprob": -9}]
+    content = [
+        {"token": "Short", "logprob": -1.0},
+        {"token": "\n", "logprob": -0.2},
+        {"token": "Final", "logprob": -0.1},
+        {"token": " Judgement", "logprob": -0.1},
+        {"token": ":", "logprob": -0.1},
+        {"token": " N", "logprob": -3.0, "top_logprobs": at_answer},
+        {"token": "o", "logprob": -0.01},
+    ]
+    result = parse_principle_logprobs(content, principle="correctness", tokens=tokens)
+    assert result.ok and result.answer == "No"
+    assert result.reward == pytest.approx(-2.5 - -0.1)
+    # not a plain answer after the judgement: still a failure, never a guess
+    content[-1] = {"token": "ope", "logprob": -0.01}
+    assert not parse_principle_logprobs(content, principle="correctness", tokens=tokens).ok

@@ -309,6 +309,9 @@ def parse_principle_logprobs(
             return PrincipleResult(principle=principle, answer=answer, raw_text=raw, failure=COPIED_FAILURE)
         return _reward(entries[i], token_id, tokens, spaced, answer, principle, raw)
 
+    split = _split_answer(entries, offsets, known_text, tokens, principle, raw, text, untrusted)
+    if split is not None:
+        return split
     tm = _last_text_judgement(raw)
     if tm is not None:
         return PrincipleResult(
@@ -320,6 +323,40 @@ def parse_principle_logprobs(
     return PrincipleResult(
         principle=principle, raw_text=raw, failure="no 'Final Judgement: Yes/No' in the judge output"
     )
+
+
+_ANSWER_AHEAD = re.compile(r"(\s?)(yes|no)(?![a-z])", re.IGNORECASE)
+
+
+def _split_answer(
+    entries: Sequence[TokenLogprob],
+    offsets: Sequence[int],
+    known_text: str,
+    tokens: VerdictTokens,
+    principle: str,
+    raw: str,
+    text: str | None,
+    untrusted: Sequence[str],
+) -> PrincipleResult | None:
+    """The answer word came out in pieces (" N" + "o": a grammar-constrained decoder can force such splits), so no
+    generated token is a Yes/No variant. The position right after the last "Final Judgement:" still holds the
+    engine's logprobs of every variant (``logprob_token_ids``): that distribution is the judge's belief, read as
+    usual. None when the text after that position is not a plain Yes/No."""
+    for i in range(min(len(entries), len(offsets) - 1) - 1, -1, -1):
+        before = known_text[: offsets[i]]
+        m = _JUDGEMENT_AT_END.search(before, max(0, len(before) - 256))
+        if m is None:
+            continue
+        ahead = _ANSWER_AHEAD.match(known_text, offsets[i])
+        if ahead is None:
+            return None
+        answer: Answer = "Yes" if ahead.group(2).lower() == "yes" else "No"
+        snippet = judgement_snippet(before, m.start(), ahead.group(2))
+        if occurs_in_untrusted(snippet, untrusted) or _text_judgement_copied(text, untrusted):
+            return PrincipleResult(principle=principle, answer=answer, raw_text=raw, failure=COPIED_FAILURE)
+        # the variant family the judge was writing: a leading space or not; -1: the sampled piece is no variant
+        return _reward(entries[i], -1, tokens, bool(ahead.group(1)), answer, principle, raw)
+    return None
 
 
 def _reward(

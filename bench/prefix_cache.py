@@ -97,8 +97,9 @@ def main() -> None:
     from ray import serve
     from transformers import AutoTokenizer
 
-    from serve_app.app import build_app, judge_llm_configs
+    from serve_app.app import build_app
     from serve_app.config import AppConfig
+    from serve_app.judges import judge_llm_configs
 
     app_args = yaml.safe_load((ROOT / "config.yaml").read_text())["applications"][0]["args"]
     config = AppConfig.model_validate(app_args)

@@ -21,7 +21,16 @@ from pydantic import BaseModel, Field
 
 
 class JudgeCallError(RuntimeError):
-    """The model server answered with an error, or not at all."""
+    """The model server answered with an error, or not at all.
+
+    ``status`` is the HTTP status the model server gave its refusal (vLLM's error bodies carry it as ``code``), None
+    when it did not answer: a 4xx means the request itself was refused (e.g. longer than the context), so a front
+    that forwards a client's request can answer 400 instead of blaming the judge.
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class Completion(BaseModel):
@@ -32,12 +41,19 @@ class Completion(BaseModel):
     logprobs: list[dict[str, Any]] | None = Field(default=None, description="choices[0].logprobs.content")
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    total_tokens: int | None = None
+    reasoning: str | None = Field(
+        default=None, description="the reasoning a server-side reasoning parser split off (text keeps the answer)"
+    )
 
 
 def completion_from_openai(payload: Mapping[str, Any]) -> Completion:
     """Read an OpenAI chat-completion body (a dict); an error body or an empty choice list raises."""
     if payload.get("error"):
-        raise JudgeCallError(f"model server error: {_error_text(payload['error'])}")
+        error = payload["error"]
+        code = error.get("code") if isinstance(error, Mapping) else None
+        status = code if isinstance(code, int) and 100 <= code < 600 else None
+        raise JudgeCallError(f"model server error: {_error_text(error)}", status)
     choices = payload.get("choices") or []
     if not choices:
         raise JudgeCallError("model server returned no choices")
@@ -51,6 +67,9 @@ def completion_from_openai(payload: Mapping[str, Any]) -> Completion:
         logprobs=logprobs.get("content") if isinstance(logprobs, Mapping) else None,
         prompt_tokens=usage.get("prompt_tokens"),
         completion_tokens=usage.get("completion_tokens"),
+        total_tokens=usage.get("total_tokens"),
+        # vLLM's name since 0.11; older servers (and other OpenAI-compatible ones) send reasoning_content
+        reasoning=message.get("reasoning") or message.get("reasoning_content") or None,
     )
 
 
@@ -136,10 +155,14 @@ class OpenAIHttpClient:
         try:
             body = response.json()
         except ValueError as exc:
-            raise JudgeCallError(f"model endpoint answered HTTP {response.status_code} without JSON") from exc
+            raise JudgeCallError(
+                f"model endpoint answered HTTP {response.status_code} without JSON", response.status_code
+            ) from exc
         if response.status_code >= 400:
             detail = body.get("error", body) if isinstance(body, Mapping) else body
-            raise JudgeCallError(f"model endpoint answered HTTP {response.status_code}: {_error_text(detail)}")
+            raise JudgeCallError(
+                f"model endpoint answered HTTP {response.status_code}: {_error_text(detail)}", response.status_code
+            )
         return completion_from_openai(body)
 
     async def aclose(self) -> None:

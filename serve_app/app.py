@@ -2,63 +2,29 @@
 
 Validates the configuration, prepares local model folders (the CPU default converts its packaged GGUF once), binds
 one LLMServer per hosted judge (each on its own placement group) and the router that holds their handles.
+
+Cohorts and router replicas: the samples of one cohort must meet in one process. With one router replica (the
+CPU default) that replica holds the cohorts. With several (``router.deployment.num_replicas`` > 1, or autoscaling),
+the builder adds a ``CohortOwner`` deployment (``serve_app.router``) with exactly one replica: every router replica
+forwards ``/v1/reward`` to it over its handle, and it holds and judges all cohorts. Everything else is served by
+whichever replica receives it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from deployments.hosting import build_judge_deployment, llm_config_dict, resolve_cpu_dtype
-from deployments.pairwise import host as pairwise_host
-from deployments.principle import host as principle_host
+from deployments.hosting import build_judge_deployment
 from serve_app.config import AppConfig, _JudgeConfig
-from serve_app.model_cache import ensure_local_model, is_package_source
+from serve_app.judges import JUDGE_HOSTS, judge_llm_configs, tokenizer_source
+from serve_app.router import CohortOwner, Router
 
-JUDGE_HOSTS = {"principle": principle_host, "pairwise": pairwise_host}
-
-
-def judge_llm_configs(config: AppConfig, *, resolve_sources: bool = True) -> dict[str, dict[str, Any]]:
-    """LLMConfig fields per hosted judge, model-card defaults merged in. ``resolve_sources`` converts packaged
-    models into local folders (off for offline validation of production configs)."""
-    out = {}
-    for role, host in JUDGE_HOSTS.items():
-        judge: _JudgeConfig | None = getattr(config, role)
-        if judge is None or judge.hosted is None:
-            continue
-        source = judge.hosted.model_source
-        local = ensure_local_model(source) if resolve_sources and is_package_source(source) else None
-        fields = llm_config_dict(judge.hosted, host.ENGINE_DEFAULTS, model_source=local)
-        # resolved even offline: LLMConfig validation would reject the placeholder
-        out[role] = resolve_cpu_dtype(fields)
-    return out
-
-
-def judge_context_tokens(role: str, judge: _JudgeConfig) -> int | None:
-    """The judge model's context length: the engine's max_model_len (model-card default merged in), or what the
-    endpoint's config states; None when unknown (then overlong text is left to the model server)."""
-    if judge.endpoint is not None:
-        return judge.endpoint.max_model_len
-    assert judge.hosted is not None
-    engine = llm_config_dict(judge.hosted, JUDGE_HOSTS[role].ENGINE_DEFAULTS).get("engine_kwargs", {})
-    value = engine.get("max_model_len")
-    return int(value) if value else None
-
-
-def tokenizer_source(judge: _JudgeConfig, llm_fields: dict[str, Any] | None) -> str:
-    if judge.endpoint is not None:
-        return judge.endpoint.tokenizer
-    assert judge.hosted is not None
-    if judge.hosted.tokenizer:
-        return ensure_local_model(judge.hosted.tokenizer)
-    assert llm_fields is not None
-    loading = llm_fields["model_loading_config"]
-    return loading.get("tokenizer_source") or loading.get("model_source") or loading["model_id"]
+#: the deployment that holds the cohorts when the router has several replicas
+COHORT_OWNER = "CohortOwner"
 
 
 def build_app(args: dict[str, Any]) -> Any:
     """Serve application builder (``serve run config.yaml`` calls it with the application's ``args``)."""
-    from serve_app.router import Router
-
     config = AppConfig.model_validate(args)
     llm_fields = judge_llm_configs(config)
     servers: dict[str, Any] = {}
@@ -70,16 +36,40 @@ def build_app(args: dict[str, Any]) -> Any:
         tokenizers[role] = tokenizer_source(judge, llm_fields.get(role))
         if role in llm_fields:
             servers[role] = build_judge_deployment(llm_fields[role], host.NAME_PREFIX)
+    return bind_router(config, tokenizers, servers.get("principle"), servers.get("pairwise"))
+
+
+def bind_router(
+    config: AppConfig,
+    tokenizers: dict[str, str],
+    principle: Any = None,
+    pairwise: Any = None,
+    *,
+    name: str = "Router",
+    owner_name: str = COHORT_OWNER,
+) -> Any:
+    """The router deployment in front of the given judge deployments (or handles), with the cohort owner when the
+    router has several replicas (see the module docstring)."""
     limits = config.router
     # Serve's own queue must never be what refuses requests: the router's admission control answers 503 itself.
-    options = {"max_ongoing_requests": limits.max_concurrent_requests + limits.max_queued_requests + 32}
+    # Per-sample rewards wait in the replica for their cohort, so they need room of their own: held back in Serve's
+    # queue, a cohort's last samples could never join it.
+    ongoing = limits.max_concurrent_requests + limits.max_queued_requests + 32
+    if limits.cohorts.enabled:
+        ongoing += limits.cohorts.max_waiting_samples
+    options: dict[str, Any] = {"name": name, "max_ongoing_requests": ongoing}
     options.update(limits.deployment)
     dumped = config.model_dump(mode="json")
     if limits.auth_token is not None:  # JSON dumps hide secrets; the router needs the value
         dumped["router"]["auth_token"] = limits.auth_token.get_secret_value()
-    return Router.options(**options).bind(
-        dumped,
-        tokenizers,
-        servers.get("principle"),
-        servers.get("pairwise"),
-    )
+    owner = None
+    if limits.cohorts.enabled and limits.replicated:
+        # Bookkeeping and orchestration only (the judges do the work): it takes no CPU of its own, so the placement
+        # of the router replicas and judges is unchanged.
+        owner = CohortOwner.options(
+            name=owner_name,
+            num_replicas=1,
+            max_ongoing_requests=ongoing,
+            ray_actor_options={**limits.deployment.get("ray_actor_options", {}), "num_cpus": 0},
+        ).bind(dumped, tokenizers, principle, pairwise)
+    return Router.options(**options).bind(dumped, tokenizers, principle, pairwise, owner)

@@ -15,6 +15,7 @@ from deployments.hosting import HostedModel
 from deployments.pairwise.judge import PairwiseSettings
 from deployments.principle.judge import PrincipleSettings
 from policies.selection import SelectionConfig
+from serve_app.cohorts import CohortSettings
 
 
 class EndpointModel(BaseModel):
@@ -91,6 +92,99 @@ class PairwiseJudgeConfig(_JudgeConfig):
     settings: PairwiseSettings = PairwiseSettings()
 
 
+class NemoGymSettings(BaseModel):
+    """``router.trainers.nemo_gym``: NeMo-Gym's ``genrm_compare`` protocol (``POST /compare``, ``POST /verify``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reward_rule: Literal["ensemble", "nemo_gym"] = Field(
+        default="ensemble",
+        description="'ensemble': each response's score by the configured design (router.selection, cohorts: "
+        "router.cohorts.strategy); 'nemo_gym': NVIDIA's rule (circular pairs, one order each, mean helpfulness with "
+        "the 3.5 - ranking tie-break, pairwise judge only)",
+    )
+    num_rollouts_per_prompt: int = Field(
+        default=16,
+        ge=1,
+        le=1024,
+        description="rollouts per task in /verify (NeMo-Gym's num_repeats; 16 in NVIDIA's recipe)",
+    )
+    default_score: float = Field(
+        default=3.0, description="reward for a group of fewer than 2 responses; score of a call without a verdict"
+    )
+    default_ranking: float = Field(default=3.5, ge=1.0, le=6.0, description="ranking of a call without a verdict")
+
+
+class PolicyTextSettings(BaseModel):
+    """How a trainer's decoded token text is read back into a conversation and a response (serve_app.chat_text)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    policy_tokenizer: str | None = Field(
+        default=None,
+        description="local folder of the policy's tokenizer (tokenizer_config.json with its chat template): names "
+        "the template's format and its BOS/EOS/PAD tokens; None: ChatML, Llama 3 and Gemma are recognised per text",
+    )
+    strip_reasoning: bool = Field(
+        default=True, description="judge only what follows the last </think> of a response (its answer)"
+    )
+
+
+class OpenRLHFSettings(PolicyTextSettings):
+    """``router.trainers.openrlhf``: OpenRLHF's remote reward model (``POST /get_reward``)."""
+
+    group_size: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="samples per prompt of per-sample requests (OpenRLHF's n_samples_per_prompt); None: "
+        "router.cohorts.group_size",
+    )
+    batch: Literal["rank", "cohort"] = Field(
+        default="rank",
+        description="a request with several samples: 'rank' judges each prompt's samples in it as one group at once; "
+        "'cohort' sends every sample through the cohorts like a one-sample request",
+    )
+
+
+class SlimeSettings(PolicyTextSettings):
+    """``router.trainers.slime``: slime's ``remote_rm`` reward model (``POST /slime/reward``)."""
+
+    group_size: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="samples per prompt (slime's --n-samples-per-prompt); None: router.cohorts.group_size",
+    )
+    reply: Literal["float", "dict"] = Field(
+        default="float",
+        description="'float': the reply is the reward itself (slime stores the whole reply); 'dict': an object with "
+        "'reward' and the cohort's details, read with slime's --reward-key reward",
+    )
+
+
+class LlamaFactorySettings(PolicyTextSettings):
+    """``router.trainers.llamafactory``: LLaMA-Factory's API reward model (``POST /v1/score/evaluation``)."""
+
+    scoring: Literal["auto", "principle", "rank"] = Field(
+        default="auto",
+        description="'principle': each text scored on its own by the principle judge (mean reward over "
+        "router.default_principles; PPO sends one response per prompt); 'rank': the texts of one prompt ranked "
+        "together; 'auto': principle when that judge is configured, else rank",
+    )
+
+
+class TrainerSettings(BaseModel):
+    """``router.trainers``: the drop-in protocols of RL trainers (serve_app/routes/<trainer>.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    nemo_gym: NemoGymSettings = NemoGymSettings()
+    openrlhf: OpenRLHFSettings = OpenRLHFSettings()
+    slime: SlimeSettings = SlimeSettings()
+    llamafactory: LlamaFactorySettings = LlamaFactorySettings()
+
+
 class RouterConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -118,11 +212,59 @@ class RouterConfig(BaseModel):
     auth_token_env: str | None = Field(
         default="GENRM_API_TOKEN", description="environment variable holding the bearer token, when set and non-empty"
     )
+    max_batch_groups: int = Field(default=256, ge=1, description="groups one /v1/rank_batch request may hold")
     selection: SelectionConfig = SelectionConfig()
+    cohorts: CohortSettings = CohortSettings()
+    trainers: TrainerSettings = TrainerSettings()
     deployment: dict[str, Any] = Field(
         default_factory=lambda: {"ray_actor_options": {"num_cpus": 0}},
         description="Serve deployment options for the router (num_replicas, ray_actor_options, ...)",
     )
+
+    @property
+    def replicated(self) -> bool:
+        """More than one router replica may run (a fixed count above 1, "auto", or autoscaling): then the cohorts
+        live in one owner replica that every router replica forwards /v1/reward to (``serve_app.app``)."""
+        scaling = self.deployment.get("autoscaling_config")
+        if scaling:
+            return not isinstance(scaling, dict) or int(scaling.get("max_replicas", 1)) > 1
+        replicas = self.deployment.get("num_replicas", 1)
+        return replicas == "auto" or (isinstance(replicas, int) and replicas > 1)
+
+    @model_validator(mode="after")
+    def _cohorts_fit(self) -> RouterConfig:
+        if self.cohorts.enabled and self.cohorts.group_size > self.max_candidates:
+            raise ValueError(
+                f"cohorts.group_size ({self.cohorts.group_size}) is above max_candidates ({self.max_candidates}): a "
+                f"cohort is judged as one group"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _trainers_fit(self) -> RouterConfig:
+        trainers = self.trainers
+        # Only sizes a configuration sets: NeMo-Gym's default of 16 must not refuse a small max_candidates of a
+        # deployment that never serves NeMo-Gym (/verify then says so per request).
+        nemo_gym = trainers.nemo_gym
+        sizes = {
+            "trainers.nemo_gym.num_rollouts_per_prompt": nemo_gym.num_rollouts_per_prompt
+            if "num_rollouts_per_prompt" in nemo_gym.model_fields_set
+            else None,
+            "trainers.openrlhf.group_size": trainers.openrlhf.group_size,
+            "trainers.slime.group_size": trainers.slime.group_size,
+        }
+        for name, size in sizes.items():
+            if size is not None and size > self.max_candidates:
+                raise ValueError(
+                    f"{name} ({size}) is above max_candidates ({self.max_candidates}): a group is judged at once"
+                )
+        if self.cohorts.enabled and trainers.nemo_gym.reward_rule == "nemo_gym" and self.replicated:
+            raise ValueError(
+                "trainers.nemo_gym.reward_rule 'nemo_gym' keeps the /verify cohorts in the router replica that "
+                "receives them, so it needs one router replica; use reward_rule 'ensemble' (cohorts in the "
+                "CohortOwner) or router.deployment.num_replicas: 1"
+            )
+        return self
 
 
 class AppConfig(BaseModel):

@@ -6,14 +6,15 @@ is a 422 that says which field was wrong and what is allowed.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 from deployments.chat import ChatMessage, Text, validate_history
 from policies.debias import Comparison
 from policies.selection import CandidateScore, Strategy
 from policies.verdicts import PairwiseResult, PrincipleResult
+from serve_app.openai_protocol import ModelCard
 
 
 class _Request(BaseModel):
@@ -39,6 +40,29 @@ def _check_principles(value: list[Text] | None) -> list[Text] | None:
     return value
 
 
+class _Principles(BaseModel):
+    """The principles a request judges by: the principle judge's, and an optional one for the pairwise judge."""
+
+    principles: list[Text] | None = Field(
+        default=None, description="principles for the principle judge; default from the configuration"
+    )
+    principle_for_pairwise: Text | None = Field(
+        default=None, description="optional principle the pairwise judge applies instead of its default evaluation"
+    )
+
+    @field_validator("principles")
+    @classmethod
+    def _principles(cls, value: list[str] | None) -> list[str] | None:
+        return _check_principles(value)
+
+    @field_validator("principle_for_pairwise")
+    @classmethod
+    def _pairwise_principle(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("principle_for_pairwise is empty; omit it to use the judge's default evaluation")
+        return value
+
+
 class SelectionOptions(BaseModel):
     """Per-request overrides of the configured selection defaults."""
 
@@ -51,14 +75,8 @@ class SelectionOptions(BaseModel):
     seed: int | None = Field(default=None, description="tie-breaks and random orders; same seed, same choice")
 
 
-class BestOfNRequest(_Request, SelectionOptions):
+class BestOfNRequest(_Request, _Principles, SelectionOptions):
     candidates: list[Text] = Field(min_length=1, description="the N responses to the last user turn")
-    principles: list[Text] | None = Field(
-        default=None, description="principles for the principle judge; default from the configuration"
-    )
-    principle_for_pairwise: Text | None = Field(
-        default=None, description="optional principle the pairwise judge applies instead of its default evaluation"
-    )
 
     @field_validator("candidates")
     @classmethod
@@ -66,18 +84,6 @@ class BestOfNRequest(_Request, SelectionOptions):
         for i, c in enumerate(value):
             if not c.strip():
                 raise ValueError(f"candidate {i} is empty or whitespace")
-        return value
-
-    @field_validator("principles")
-    @classmethod
-    def _principles(cls, value: list[str] | None) -> list[str] | None:
-        return _check_principles(value)
-
-    @field_validator("principle_for_pairwise")
-    @classmethod
-    def _pairwise_principle(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            raise ValueError("principle_for_pairwise is empty; omit it to use the judge's default evaluation")
         return value
 
 
@@ -190,7 +196,12 @@ class JudgeInfo(BaseModel):
 
 
 class ModelsResponse(BaseModel):
+    """The judges in this project's terms (``judges``) and, beside them, OpenAI's model list (``object``, ``data``:
+    the names ``POST /v1/chat/completions`` takes)."""
+
     judges: list[JudgeInfo]
+    object: Literal["list"] = "list"
+    data: list[ModelCard] = Field(default_factory=list, description="one entry per judge, in OpenAI's shape")
 
 
 class Health(BaseModel):
@@ -212,3 +223,101 @@ class ReadinessReport(BaseModel):
     capacity: int = Field(
         description="requests the router runs at once (router.max_concurrent_requests): a good client concurrency"
     )
+
+
+# ---- RL trainers: per-sample rewards through cohorts, whole steps in one batch --------------------------------
+
+
+class RewardRequest(_Request, _Principles):
+    """One rollout of a group. Its reward comes from judging the whole group (its cohort) once, when every rollout
+    has arrived or ``router.cohorts.group_timeout_s`` has passed."""
+
+    response: Text = Field(description="this rollout's response to the last user turn")
+    group_id: Text | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="the group this rollout belongs to; default: derived from the conversation and principles (the "
+        "next group_size samples of the same prompt form one cohort)",
+    )
+    group_size: int | None = Field(
+        default=None, ge=1, le=1024, description="rollouts in the group; default router.cohorts.group_size"
+    )
+    rollout_index: int | None = Field(
+        default=None,
+        ge=0,
+        le=1023,
+        description="this rollout's index in its group (0 to group_size - 1); default: the lowest free one. The same "
+        "index again with the same response is a retry and gets the same answer; with another response, 409",
+    )
+
+    @field_validator("group_id")
+    @classmethod
+    def _group_id(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("group_id is empty or whitespace; omit it to group by prompt")
+        return value
+
+
+class CohortTimings(BaseModel):
+    total_s: float = Field(description="this request, arrival to answer")
+    waited_s: float = Field(description="this request's wait for its cohort to close (full or timed out)")
+    judging_s: float = Field(description="the cohort's judging, admission wait included")
+
+
+class RewardResponse(BaseModel):
+    reward: float = Field(
+        description="this rollout's ensemble score in its cohort (higher is better); comparable within one cohort"
+    )
+    rank: int = Field(description="1 = best of the judged rollouts of the cohort")
+    rollout_index: int
+    cohort_id: str = Field(description="this cohort, unique in the router replica")
+    group_id: str | None = Field(description="the request's group_id (None: grouped by prompt)")
+    group_size: int
+    size_judged: int = Field(description="rollouts judged together (fewer than group_size when it timed out)")
+    complete: bool = Field(description="every rollout of the group arrived before the cohort was judged")
+    closed_by: Literal["full", "timeout"]
+    candidate: CandidateScore = Field(description="this rollout's score row (index = rollout_index)")
+    strategy: Strategy
+    pairwise_calls: int = Field(description="the cohort's, shared by all its rollouts")
+    principle_calls: int
+    failed_calls: int
+    degraded: list[str]
+    truncated: bool = Field(default=False, description="this response was cut to fit (overlong policy 'truncate')")
+    overlong_policy: OverlongPolicy
+    timings: CohortTimings
+
+
+#: A group is a /v1/rank body, documented as one, but parsed group by group so that one invalid group gets its own 422
+#: entry instead of failing the batch.
+RankGroup = Annotated[Any, WithJsonSchema({"$ref": "#/components/schemas/RankRequest"})]
+
+
+class RankBatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    groups: list[RankGroup] = Field(
+        min_length=1,
+        description="each a /v1/rank request body (a prompt's conversation, its rollouts as candidates, options); "
+        "judged concurrently",
+    )
+
+
+class RankBatchEntry(BaseModel):
+    index: int = Field(description="the group's position in the request")
+    status: int = Field(description="200, or the status /v1/rank would have answered for this group")
+    result: RankResponse | None = Field(default=None, description="the /v1/rank answer, when status is 200")
+    detail: str | list[dict[str, Any]] | None = Field(
+        default=None, description="why the group was not judged: a message, or its validation errors (loc, msg, type)"
+    )
+
+
+class RankBatchTimings(BaseModel):
+    total_s: float
+
+
+class RankBatchResponse(BaseModel):
+    results: list[RankBatchEntry] = Field(description="one per group, in request order")
+    judged: int = Field(description="groups with status 200")
+    failed: int
+    timings: RankBatchTimings

@@ -13,8 +13,8 @@ from typing import Any
 import yaml
 
 from deployments.hosting import check_placement, validate_llm_config
-from serve_app.app import judge_llm_configs
 from serve_app.config import AppConfig
+from serve_app.judges import judge_llm_configs
 
 BUILDER = "serve_app.app:build_app"
 
@@ -36,6 +36,7 @@ def validate_serve_config(document: dict[str, Any]) -> list[ValidatedApp]:
         if app.import_path != BUILDER:
             continue
         config = AppConfig.model_validate(app.args or {})
+        _check_router_overrides(app, config)
         fields = judge_llm_configs(config, resolve_sources=False)
         for role, f in fields.items():
             try:
@@ -46,6 +47,24 @@ def validate_serve_config(document: dict[str, Any]) -> list[ValidatedApp]:
     if not apps:
         raise ValueError(f"no application in the file uses import_path {BUILDER!r}")
     return apps
+
+
+def _check_router_overrides(app: Any, config: AppConfig) -> None:
+    """Router replicas must be set in ``args.router.deployment``: the builder reads them there to give the cohorts
+    one owner replica, and an override in the Serve config's ``deployments:`` list would split cohorts unseen."""
+    if not config.router.cohorts.enabled or config.router.replicated:
+        return
+    for deployment in app.deployments or []:
+        if deployment.name != "Router":
+            continue
+        given = deployment.model_dump(exclude_unset=True)
+        replicas = given.get("num_replicas", 1)
+        if given.get("autoscaling_config") or replicas == "auto" or (isinstance(replicas, int) and replicas > 1):
+            raise ValueError(
+                f"application {app.name!r}: set the router's replicas in args.router.deployment, not in the Serve "
+                f"config's deployments list (the builder then gives the cohorts one owner replica); or set "
+                f"router.cohorts.enabled: false"
+            )
 
 
 def validate_serve_config_file(path: str | Path) -> list[ValidatedApp]:

@@ -14,7 +14,7 @@ from deployments.context import ContextBudget, chat_tokens
 from deployments.pairwise.judge import PairwiseJudge, PairwiseSettings
 from deployments.principle.judge import PrincipleJudge, PrincipleSettings
 from deployments.principle.parse import VerdictTokens
-from serve_app.router import _fit_texts
+from serve_app.fitting import fit_texts as _fit_texts
 
 transformers = pytest.importorskip("transformers")
 

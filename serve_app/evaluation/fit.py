@@ -140,7 +140,7 @@ def budgets_from_serve_config(path: str) -> tuple[AppConfig, dict[str, ContextBu
     import yaml
     from transformers import AutoTokenizer
 
-    from serve_app.app import judge_context_tokens, judge_llm_configs, tokenizer_source
+    from serve_app.judges import judge_context_tokens, judge_llm_configs, tokenizer_source
 
     with open(path) as f:
         document = yaml.safe_load(f)

@@ -1,0 +1,34 @@
+"""The FastAPI application of one router replica: the gate, the validation-error handler and the route modules,
+in front of that replica's :class:`~serve_app.judging.JudgingService` (kept in ``app.state.service``).
+
+Built inside the replica (``Router.__serve_build_asgi_app__``), and the same way in unit tests with stand-in judges.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+
+from serve_app.gate import Gate, auth_token, invalid_request
+from serve_app.judging import JudgingService
+from serve_app.routes import core, llamafactory, nemo_gym, openai, openrlhf, rl, slime
+
+#: every route module the service serves, in the order of the OpenAPI schema
+ROUTE_MODULES: tuple[ModuleType, ...] = (core, rl, openai, nemo_gym, openrlhf, slime, llamafactory)
+
+
+def build_api(service: JudgingService, modules: tuple[ModuleType, ...] = ROUTE_MODULES) -> FastAPI:
+    api = FastAPI(
+        title="GenRM ensemble",
+        version="0.1.0",
+        description="Best-of-N selection and reward scores from an ensemble of generative reward models.",
+    )
+    api.state.service = service
+    limits = service.limits
+    api.add_middleware(Gate, limit=limits.max_request_bytes, token=auth_token(limits))
+    api.add_exception_handler(RequestValidationError, invalid_request)  # type: ignore[arg-type]
+    for module in modules:
+        api.include_router(module.router)
+    return api

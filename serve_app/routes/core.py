@@ -1,0 +1,96 @@
+"""The project's own API: best-of-N, rank, principle score, compare, health, readiness and the judges' models."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from serve_app.config import _JudgeConfig
+from serve_app.metrics import RequestStats
+from serve_app.openai_protocol import ModelCard
+from serve_app.routes import Service, answered
+from serve_app.schemas import (
+    BestOfNRequest,
+    BestOfNResponse,
+    CompareRequest,
+    CompareResponse,
+    Health,
+    JudgeInfo,
+    ModelsResponse,
+    PrincipleScoreRequest,
+    PrincipleScoreResponse,
+    RankRequest,
+    RankResponse,
+    ReadinessReport,
+)
+
+router = APIRouter()
+
+
+@router.post("/v1/best_of_n", response_model=BestOfNResponse, summary="Choose the best of N candidates")
+async def best_of_n(body: BestOfNRequest, service: Service) -> Response:
+    stats = RequestStats("best_of_n")
+    return answered(service, await service.best_of_n(body, stats), stats)
+
+
+@router.post("/v1/rank", response_model=RankResponse, summary="Scores for all N candidates (e.g. RLHF rollouts)")
+async def rank(body: RankRequest, service: Service) -> Response:
+    stats = RequestStats("rank")
+    return answered(service, await service.rank(body, stats), stats)
+
+
+@router.post("/v1/principle_score", response_model=PrincipleScoreResponse, summary="Score one response per principle")
+async def principle_score(body: PrincipleScoreRequest, service: Service) -> Response:
+    stats = RequestStats("principle_score")
+    return answered(service, await service.principle_score(body, stats), stats)
+
+
+@router.post("/v1/compare", response_model=CompareResponse, summary="Compare two responses in both orders")
+async def compare(body: CompareRequest, service: Service) -> Response:
+    stats = RequestStats("compare")
+    return answered(service, await service.compare(body, stats), stats)
+
+
+@router.get("/healthz", response_model=Health, summary="Liveness of the router")
+async def healthz(service: Service) -> Health:
+    judges = [name for name in ("principle", "pairwise") if getattr(service, name)]
+    return Health(status="ok", judges=judges, ready=service.readiness.ready)
+
+
+@router.get(
+    "/readyz",
+    response_model=ReadinessReport,
+    summary="200 once every judge has answered its warm-up call; 503 while they warm up",
+    responses={503: {"model": ReadinessReport, "description": "a judge has not answered yet"}},
+)
+async def readyz(service: Service) -> Response:
+    ready = service.readiness.ready
+    limits = service.limits
+    body = ReadinessReport(
+        status="ready" if ready else "warming_up",
+        judges=service.readiness.state,
+        capacity=limits.max_concurrent_requests,
+    )
+    headers = None if ready else {"Retry-After": str(limits.retry_after_s)}
+    return Response(
+        content=body.model_dump_json(),
+        media_type="application/json",
+        status_code=200 if ready else 503,
+        headers=headers,
+    )
+
+
+@router.get("/v1/models", response_model=ModelsResponse, summary="The judge models behind this service")
+async def models(service: Service) -> ModelsResponse:
+    judges = []
+    for role in ("principle", "pairwise"):
+        cfg: _JudgeConfig | None = getattr(service.config, role)
+        if cfg is not None:
+            judges.append(
+                JudgeInfo(
+                    role=role,  # type: ignore[arg-type]
+                    model=cfg.served_model,
+                    hosted=cfg.hosted is not None,
+                    prompt_format=cfg.settings.prompt_format,
+                )
+            )
+    return ModelsResponse(judges=judges, data=[ModelCard(id=j.model) for j in judges])

@@ -1,0 +1,126 @@
+"""Stand-in judges for in-process route tests: a replica's real FastAPI app (``serve_app.api.build_api``) and
+JudgingService in front of judges that answer at once, with no Ray and no engine.
+
+* :class:`QualityClient` is a pairwise *model*: behind the real ``PairwiseJudge`` (prompts built, answers parsed),
+  it reads "quality N" from each response of a pair and prefers the higher, so ranks are predictable. Its verdict
+  has no position bias: helpfulness ``min(5, 1 + N)`` per response, ranking 2 / 5 for the better first / second
+  response, 3 for equal qualities.
+* :class:`QualityPrinciple` is a principle *judge* (duck-typed ``score``): reward = N of "quality N".
+* :func:`stand_in_service` builds the JudgingService; :func:`run_app` runs ``go(http_client)`` against its app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import httpx
+
+from deployments.engine_client import Completion
+from deployments.pairwise.judge import PairwiseJudge, PairwiseSettings
+from policies.verdicts import PrincipleResult
+from serve_app.api import build_api
+from serve_app.config import AppConfig
+from serve_app.judges import Judges
+from serve_app.judging import JudgingService
+
+CONVERSATION = [{"role": "user", "content": "Name a prime number."}]
+_QUALITY = re.compile(r"quality (\d+)")
+
+
+class QualityClient:
+    """A pairwise model that prefers the response with the higher "quality N"."""
+
+    model = "stand-in"
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
+        self.calls = self.inflight = self.peak = 0
+
+    async def chat(self, request: dict[str, Any]) -> Completion:
+        self.calls += 1
+        self.inflight += 1
+        self.peak = max(self.peak, self.inflight)
+        try:
+            if self.delay_s:
+                await asyncio.sleep(self.delay_s)
+        finally:
+            self.inflight -= 1
+        found = [int(q) for q in _QUALITY.findall(request["messages"][-1]["content"])]
+        first, second = found[-2:] if len(found) >= 2 else (0, 0)  # (0, 0): the warm-up call
+        ranking = 2 if first > second else 5 if second > first else 3
+        verdict = {"score_1": min(5, 1 + first), "score_2": min(5, 1 + second), "ranking": ranking}
+        return Completion(text=json.dumps(verdict), finish_reason="stop")
+
+
+class QualityPrinciple:
+    """A principle judge whose reward for every principle is the response's "quality N" (0 without one)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.seen: list[tuple[Any, str]] = []  # (conversation, response) of every call
+
+    async def score(self, conversation: Any, response: str, principles: Sequence[str]) -> list[PrincipleResult]:
+        self.calls += 1
+        self.seen.append((conversation, response))
+        found = _QUALITY.findall(response)
+        reward = float(found[-1]) if found else 0.0
+        return [PrincipleResult(principle=p, reward=reward, answer="Yes") for p in principles]
+
+
+class NoMetrics:
+    """Stands in for RouterMetrics: every instrument accepts and drops its updates."""
+
+    class _Instrument:
+        def inc(self, *args: Any, **kwargs: Any) -> None: ...
+
+        def observe(self, *args: Any, **kwargs: Any) -> None: ...
+
+    def __getattr__(self, name: str) -> Any:
+        return self._Instrument()
+
+
+def stand_in_service(
+    router: dict[str, Any] | None = None,
+    client: QualityClient | None = None,
+    principle: QualityPrinciple | None = None,
+    *,
+    pairwise: bool = True,
+) -> JudgingService:
+    """A JudgingService with the stand-in pairwise model (unless ``pairwise=False``) and, when given, the
+    stand-in principle judge; the router section defaults to round robin."""
+    endpoint = {"endpoint": {"base_url": "http://unused/v1", "model": "stand-in", "tokenizer": "unused"}}
+    args: dict[str, Any] = {"router": {"selection": {"strategy": "round_robin"}, **(router or {})}}
+    if pairwise:
+        args["pairwise"] = endpoint
+    if principle is not None:
+        args["principle"] = endpoint
+    config = AppConfig.model_validate(args)
+    judge = None
+    if pairwise:
+        settings = PairwiseSettings(prompt_format="rendered", structured_output="compact")
+        judge = PairwiseJudge(client or QualityClient(), settings)
+    judges = Judges(pairwise=judge, principle=principle)  # type: ignore[arg-type]
+    return JudgingService(config, judges, metrics=NoMetrics())  # type: ignore[arg-type]
+
+
+def run_app(
+    go: Callable[[httpx.AsyncClient], Awaitable[Any]],
+    router: dict[str, Any] | None = None,
+    client: QualityClient | None = None,
+    principle: QualityPrinciple | None = None,
+    *,
+    pairwise: bool = True,
+) -> Any:
+    """``go(http)`` against a fresh replica app in its own event loop; returns what ``go`` returns."""
+
+    async def main() -> Any:
+        app = build_api(stand_in_service(router, client, principle, pairwise=pairwise))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://router", timeout=30) as http:
+            return await go(http)
+
+    return asyncio.run(main())

@@ -1,0 +1,95 @@
+"""End to end on the CPU default: the RL routes over HTTP against the real engines (tiny texts, so they are quick).
+
+Per-sample /v1/reward requests sent concurrently, as OpenRLHF or veRL send them, complete one cohort and are judged
+together; a /v1/rank_batch of two groups answers each as /v1/rank would, a bad group reported in place."""
+
+from __future__ import annotations
+
+import concurrent.futures
+
+import pytest
+
+pytest.importorskip("ray.serve.llm", reason="needs ray[serve] with a vLLM build (the CPU default)")
+httpx = pytest.importorskip("httpx")
+
+from live_service import BASE, CONVERSATION  # noqa: E402
+
+
+def test_concurrent_rewards_complete_one_cohort(service: httpx.Client) -> None:
+    responses = ["Paris.", "Lyon.", "It is Paris."]
+    paths = service.get("/openapi.json").json()["paths"]
+    assert "/v1/reward" in paths and "/v1/rank_batch" in paths
+
+    def post(k: int) -> httpx.Response:
+        body = {"conversation": CONVERSATION, "response": responses[k], "group_id": "e2e-cohort", "group_size": 3}
+        return httpx.post(f"{BASE}/v1/reward", json=body, timeout=600)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+        answers = list(pool.map(post, range(3)))
+    assert [r.status_code for r in answers] == [200] * 3, [r.text for r in answers]
+    out = [r.json() for r in answers]
+    assert len({o["cohort_id"] for o in out}) == 1
+    assert sorted(o["rank"] for o in out) == [1, 2, 3]
+    assert sorted(o["rollout_index"] for o in out) == [0, 1, 2]
+    for o in out:
+        assert (o["complete"], o["size_judged"], o["closed_by"], o["group_id"]) == (True, 3, "full", "e2e-cohort")
+        assert o["pairwise_calls"] > 0 and o["principle_calls"] == 3  # the cohort's calls, made once
+    best = min(out, key=lambda o: o["rank"])
+    assert best["reward"] == max(o["reward"] for o in out)
+    # The group has had its 3 samples: one more is refused, saying so.
+    extra = {"conversation": CONVERSATION, "response": "Marseille.", "group_id": "e2e-cohort", "group_size": 3}
+    r = service.post("/v1/reward", json=extra)
+    assert r.status_code == 422 and "at most group_size" in r.text
+
+
+def test_rank_batch_of_two_groups(service: httpx.Client) -> None:
+    knockout = {"strategy": "knockout", "use_principle": False}
+    body = {
+        "groups": [
+            {"conversation": CONVERSATION, "candidates": ["Paris.", "Lyon."], **knockout},
+            {"conversation": [{"role": "user", "content": "2 + 2?"}], "candidates": ["4", "5"], **knockout},
+            {"conversation": CONVERSATION, "candidates": ["Paris.", " "]},
+        ]
+    }
+    r = service.post("/v1/rank_batch", json=body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert (out["judged"], out["failed"]) == (2, 1)
+    for entry in out["results"][:2]:
+        assert entry["status"] == 200
+        assert sorted(entry["result"]["ranks"]) == [1, 2] and entry["result"]["pairwise_calls"] >= 2
+    assert out["results"][2]["status"] == 422 and "candidate 1 is empty" in str(out["results"][2]["detail"])
+
+
+def test_two_router_replicas_give_each_cohort_one_owner(service: httpx.Client) -> None:
+    """A second application with two router replicas (and so a cohort owner) in front of an instant judge: samples
+    spread over both replicas still meet in one cohort."""
+    from live_service import deployed, smollm2_folder
+
+    from bench.instant_judges import InstantPairwise
+    from serve_app.app import bind_router
+    from serve_app.config import AppConfig
+
+    config = AppConfig.model_validate(
+        {
+            "pairwise": {"hosted": {"llm_config": {"model_loading_config": {"model_id": "instant-rl"}}}},
+            "router": {
+                "cohorts": {"group_size": 6, "group_timeout_s": 60},
+                "deployment": {"num_replicas": 2, "ray_actor_options": {"num_cpus": 0}},
+            },
+        }
+    )
+    judge = InstantPairwise.options(name="RlPairwise").bind()
+    app = bind_router(config, {"pairwise": str(smollm2_folder())}, None, judge, name="RlRouter", owner_name="RlOwner")
+    with deployed(app, "rl-replicas", service) as prefix:
+
+        def post(k: int) -> httpx.Response:
+            body = {"conversation": CONVERSATION, "response": f"Paris ({k})."}
+            return httpx.post(f"{BASE}{prefix}/v1/reward", json=body, timeout=120)
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
+            answers = list(pool.map(post, range(6)))
+    assert [r.status_code for r in answers] == [200] * 6, [r.text for r in answers]
+    out = [r.json() for r in answers]
+    assert len({o["cohort_id"] for o in out}) == 1 and all(o["complete"] for o in out)
+    assert sorted(o["rank"] for o in out) == [1, 2, 3, 4, 5, 6]

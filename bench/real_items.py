@@ -107,8 +107,9 @@ def _markdown(config: str, rows: list[dict[str, Any]], startup_s: float) -> str:
     ]
     for r in rows:
         refused = ", ".join(f"{k}: {v}" for k, v in r["refused_requests"].items()) or "0"
+        name = f"{r['benchmark']} (earlier run)" if r.get("from_earlier_run") else r["benchmark"]
         lines.append(
-            f"| {r['benchmark']} | {r['items']} | {r['wall_s']:.0f} | {r['items_per_min']:.2f} | "
+            f"| {name} | {r['items']} | {r['wall_s']:.0f} | {r['items_per_min']:.2f} | "
             f"{r['principle_calls']} + {r['pairwise_calls']} | {r['failed_calls']} | {r['timeouts']} | "
             f"{r['failed_items']} | {refused} | {_pct(r.get('position_consistency'))}% | "
             f"{_pct(r.get('first_preferred_share'))}% |"
@@ -134,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"{path} is missing: this benchmark reads the published files from ../shared/data")
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    # A set given as 0 is not run again: its row from the last summary is kept (and marked), so one set can be
+    # remeasured without the other.
+    summary = args.out / "summary.json"
+    previous = {r["benchmark"]: r for r in json.loads(summary.read_text())["runs"]} if summary.is_file() else {}
     rows = []
     with serve_run_process(Path(args.config).resolve(), log_path=args.out / "serve-run.log"):
         startup_s = time.monotonic() - started
@@ -141,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
             if n:
                 rows.append(_run(benchmark, n, args.out))
                 print(json.dumps(rows[-1], indent=1), flush=True)
-    (args.out / "summary.json").write_text(json.dumps({"startup_s": startup_s, "runs": rows}, indent=1))
+            elif benchmark in previous:
+                rows.append({**previous[benchmark], "from_earlier_run": True})
+    summary.write_text(json.dumps({"startup_s": startup_s, "runs": rows}, indent=1))
     text = _markdown(args.config, rows, startup_s)
     (args.out.parent / f"{args.out.name}.md").write_text(text)
     print(text)

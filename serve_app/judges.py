@@ -12,6 +12,7 @@ Both sides import this module; it imports neither of them.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 from deployments.context import ContextBudget
@@ -107,9 +108,15 @@ class Judges:
 
 
 def build_judges(
-    config: AppConfig, tokenizers: dict[str, str], principle_server: Any = None, pairwise_server: Any = None
+    config: AppConfig,
+    tokenizers: dict[str, str],
+    principle_server: Any = None,
+    pairwise_server: Any = None,
+    clients: Mapping[str, ChatClient] | None = None,
 ) -> Judges:
-    """The judges ``config`` names, reaching their models through the given deployment handles or endpoints."""
+    """The judges ``config`` names, reaching their models through the given deployment handles or endpoints, or
+    through ``clients`` (per role) where given (offline tools that only build prompts and budgets)."""
+    clients = clients or {}
     judges = Judges()
     loaded: dict[str, Any] = {}  # one tokenizer object per source: both judges often share one
     built: dict[str, tuple[Any, Any]] = {}
@@ -118,7 +125,7 @@ def build_judges(
     if (p := config.principle) is not None:
         tok = loaded.setdefault(tokenizers["principle"], load_tokenizer(tokenizers["principle"]))
         judges.principle = PrincipleJudge(
-            judge_client(p, principle_server),
+            clients.get("principle") or judge_client(p, principle_server),
             p.settings,
             VerdictTokens.from_tokenizer(tok, family=p.verdict_family),
             special_tokens=control_tokens(tok),
@@ -129,7 +136,7 @@ def build_judges(
         source = tokenizers["pairwise"]
         tok = loaded[source] if source in loaded else load_tokenizer(source)
         judges.pairwise = PairwiseJudge(
-            judge_client(q, pairwise_server),
+            clients.get("pairwise") or judge_client(q, pairwise_server),
             q.settings,
             special_tokens=control_tokens(tok),
             template_markers=native_template_markers(tok, q.settings),

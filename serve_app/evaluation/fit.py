@@ -18,14 +18,9 @@ from pydantic import BaseModel
 
 from deployments.chat import ChatMessage
 from deployments.context import ContextBudget
-from deployments.pairwise.judge import PairwiseJudge
-from deployments.principle.judge import PrincipleJudge
-from deployments.principle.parse import VerdictTokens
 from serve_app.config import AppConfig
 from serve_app.evaluation.records import JudgeBenchRecord, RMBenchRecord
-
-#: the least room a response may have (as the router's MIN_RESPONSE_TOKENS)
-MIN_RESPONSE_TOKENS = 16
+from serve_app.fitting import MIN_RESPONSE_TOKENS
 
 
 @dataclass
@@ -84,20 +79,6 @@ class FitReport(BaseModel):
         return out
 
 
-def judge_budgets(config: AppConfig, tokenizers: dict[str, Any], contexts: dict[str, int]) -> dict[str, ContextBudget]:
-    """One budget per judge, built as the router builds them (no engine needed)."""
-    budgets: dict[str, ContextBudget] = {}
-    if config.principle is not None and "principle" in contexts:
-        tok = tokenizers["principle"]
-        tokens = VerdictTokens.from_tokenizer(tok, family=config.principle.verdict_family)
-        judge = PrincipleJudge(None, config.principle.settings, tokens)  # type: ignore[arg-type]  # never called
-        budgets["principle"] = ContextBudget(judge, tok, contexts["principle"])
-    if config.pairwise is not None and "pairwise" in contexts:
-        judge = PairwiseJudge(None, config.pairwise.settings)  # type: ignore[arg-type]
-        budgets["pairwise"] = ContextBudget(judge, tokenizers["pairwise"], contexts["pairwise"])
-    return budgets
-
-
 def check_fit(
     benchmark: str,
     records: Sequence[Any],
@@ -134,26 +115,28 @@ def check_fit(
     )
 
 
-def budgets_from_serve_config(path: str) -> tuple[AppConfig, dict[str, ContextBudget]]:
-    """The judges' budgets for the first application of a Serve config file (packaged models are converted into
-    the local cache once, as `serve run` would; only tokenizers are loaded, no engine)."""
-    import yaml
-    from transformers import AutoTokenizer
+class _NoCalls:
+    """The client of an offline judge: budgets only build prompts, so a call would be a bug."""
 
-    from serve_app.judges import judge_context_tokens, judge_llm_configs, tokenizer_source
+    model = "offline"
+
+    async def chat(self, request: dict[str, Any]) -> Any:
+        raise RuntimeError("check-fit never calls a judge")
+
+
+def budgets_from_serve_config(path: str) -> tuple[AppConfig, dict[str, ContextBudget]]:
+    """The judges' budgets for the first application of a Serve config file, built by the router's own
+    :func:`~serve_app.judges.build_judges` (same tokenizers, special tokens and template markers). Packaged models
+    are converted into the local cache once, as `serve run` would; no engine is started."""
+    import yaml
+
+    from serve_app.judges import build_judges, judge_llm_configs, tokenizer_source
 
     with open(path) as f:
         document = yaml.safe_load(f)
     config = AppConfig.model_validate(document["applications"][0].get("args") or {})
     llm_fields = judge_llm_configs(config)
-    tokenizers: dict[str, Any] = {}
-    contexts: dict[str, int] = {}
-    for role in ("principle", "pairwise"):
-        judge = getattr(config, role)
-        if judge is None:
-            continue
-        source = tokenizer_source(judge, llm_fields.get(role))
-        tokenizers[role] = AutoTokenizer.from_pretrained(source)
-        if (context := judge_context_tokens(role, judge)) is not None:
-            contexts[role] = context
-    return config, judge_budgets(config, tokenizers, contexts)
+    roles = [role for role in ("principle", "pairwise") if getattr(config, role) is not None]
+    tokenizers = {role: tokenizer_source(getattr(config, role), llm_fields.get(role)) for role in roles}
+    judges = build_judges(config, tokenizers, clients={role: _NoCalls() for role in roles})
+    return config, judges.budgets

@@ -12,6 +12,11 @@ strictly convex, so the estimate exists even when the comparison graph is discon
 converges in a handful of steps because the Hessian, a weighted graph Laplacian plus 2α·I, is positive definite.
 
 The Laplace approximation turns the fit into a confidence: θ ~ N(θ̂, H⁻¹) with H the Hessian at θ̂.
+
+Covariates (style control, :mod:`policies.style`): with a feature vector z_i per item the model becomes
+P(i beats j) = σ(θ_i − θ_j + βᵀ(z_i − z_j)), and (θ, β) are fitted jointly by the same Newton iteration with a
+ridge γ·‖β‖² of their own. θ then measures what the judge preferred beyond the features, β what the features
+bought. Without covariates every step is the one above, operation for operation.
 """
 
 from __future__ import annotations
@@ -93,11 +98,14 @@ def outcomes_from_comparisons(comparisons: Sequence[Comparison], mode: OutcomeMo
 
 @dataclass(frozen=True)
 class BTFit:
-    """A fitted model: strengths θ̂ and their Laplace covariance H⁻¹."""
+    """A fitted model: strengths θ̂ and their Laplace covariance H⁻¹ (marginal over β when covariates were fitted)."""
 
     theta: NDArray[np.float64]
     covariance: NDArray[np.float64]
     iterations: int
+    #: covariate effects β̂ and their Laplace covariance; None without covariates
+    beta: NDArray[np.float64] | None = None
+    beta_covariance: NDArray[np.float64] | None = None
 
     @property
     def stderr(self) -> NDArray[np.float64]:
@@ -113,10 +121,23 @@ class BTFit:
 
 
 def _objective_parts(
-    theta: NDArray[np.float64], obs: Outcomes, alpha: float, mu: NDArray[np.float64]
+    params: NDArray[np.float64],
+    obs: Outcomes,
+    alpha: float,
+    mu: NDArray[np.float64],
+    dz: NDArray[np.float64] | None = None,
+    gamma: float = 0.0,
 ) -> tuple[float, NDArray[np.float64], NDArray[np.float64]]:
-    n = len(theta)
+    """Value, gradient and Hessian at ``params`` = θ (n entries) followed by β (one per column of ``dz``).
+
+    ``dz[k]`` is z_a − z_b of observation k; None (no covariates) leaves ``params`` = θ.
+    """
+    n = len(mu)
+    theta = params[:n]
     diff = theta[obs.a] - theta[obs.b]
+    if dz is not None:
+        beta = params[n:]
+        diff = diff + dz @ beta
     value = float(
         np.sum(obs.win * np.logaddexp(0.0, -diff) + obs.loss * np.logaddexp(0.0, diff))
         + alpha * np.sum((theta - mu) ** 2)
@@ -133,6 +154,16 @@ def _objective_parts(
     np.add.at(hess, (obs.b, obs.b), curvature)
     np.add.at(hess, (obs.a, obs.b), -curvature)
     np.add.at(hess, (obs.b, obs.a), -curvature)
+    if dz is None:
+        return value, grad, hess
+    value += gamma * float(np.sum(beta**2))
+    grad = np.concatenate([grad, dz.T @ g_pair + 2.0 * gamma * beta])
+    # Cross terms: d²/dθ_a dβ = curvature · dz, and minus that for θ_b.
+    cross = np.zeros((n, dz.shape[1]))
+    np.add.at(cross, obs.a, curvature[:, None] * dz)
+    np.add.at(cross, obs.b, -curvature[:, None] * dz)
+    beta_block = dz.T @ (curvature[:, None] * dz) + 2.0 * gamma * np.eye(dz.shape[1])
+    hess = np.block([[hess, cross], [cross.T, beta_block]])
     return value, grad, hess
 
 
@@ -144,11 +175,18 @@ def fit(
     prior_mean: NDArray[np.float64] | None = None,
     tol: float = 1e-9,
     max_iter: int = 100,
+    covariates: NDArray[np.float64] | None = None,
+    covariate_diffs: NDArray[np.float64] | None = None,
+    covariate_alpha: float = 0.01,
 ) -> BTFit:
     """MAP Bradley–Terry strengths for ``n`` items (see the module docstring for the objective).
 
     ``alpha`` must be positive: it is what makes sparse designs converge. Items that appear in no observation
-    keep their prior mean, with prior variance 1 / (2α).
+    keep their prior mean, with prior variance 1 / (2α). ``covariates`` (shape (n, p)) adds the style term with
+    ridge ``covariate_alpha`` (> 0); whether β is identifiable from the design is the caller's question
+    (:func:`policies.style.fittable_features`) — the ridge only keeps the fit finite. ``covariate_diffs``
+    (shape (K, p), one z_a − z_b per observation) is the same term for observations whose features are their
+    own rather than their items' (items that stand for a class of responses across prompts).
     """
     if n < 1:
         raise ValueError("need at least one item")
@@ -163,21 +201,46 @@ def fit(
     mu = np.zeros(n) if prior_mean is None else np.asarray(prior_mean, dtype=np.float64)
     if mu.shape != (n,):
         raise ValueError(f"prior_mean must have shape ({n},)")
+    dz = None
+    params = mu.copy()
+    if covariates is not None and covariate_diffs is not None:
+        raise ValueError("give covariates per item or per observation, not both")
+    if covariates is not None:
+        z = np.asarray(covariates, dtype=np.float64)
+        if z.ndim != 2 or z.shape[0] != n or not np.all(np.isfinite(z)):
+            raise ValueError(f"covariates must be a finite array of shape ({n}, p)")
+        dz = z[obs.a] - z[obs.b]
+    elif covariate_diffs is not None:
+        dz = np.asarray(covariate_diffs, dtype=np.float64)
+        if dz.ndim != 2 or dz.shape[0] != len(obs.a) or not np.all(np.isfinite(dz)):
+            raise ValueError(f"covariate_diffs must be a finite array of shape ({len(obs.a)}, p)")
+    if dz is not None:
+        if covariate_alpha <= 0:
+            raise ValueError("covariate_alpha must be > 0")
+        params = np.concatenate([mu, np.zeros(dz.shape[1])])
 
-    theta = mu.copy()
-    value, grad, hess = _objective_parts(theta, obs, alpha, mu)
+    value, grad, hess = _objective_parts(params, obs, alpha, mu, dz, covariate_alpha)
     iterations = 0
     for iterations in range(1, max_iter + 1):  # noqa: B007 - reported in the result
         step = np.linalg.solve(hess, grad)
         # Backtracking keeps Newton monotone far from the optimum (large weights make the first steps long).
         t = 1.0
         while True:
-            candidate = theta - t * step
-            cand_value, cand_grad, cand_hess = _objective_parts(candidate, obs, alpha, mu)
+            candidate = params - t * step
+            cand_value, cand_grad, cand_hess = _objective_parts(candidate, obs, alpha, mu, dz, covariate_alpha)
             if cand_value <= value - 1e-4 * t * float(grad @ step) or t < 1e-8:
                 break
             t *= 0.5
-        theta, value, grad, hess = candidate, cand_value, cand_grad, cand_hess
+        params, value, grad, hess = candidate, cand_value, cand_grad, cand_hess
         if np.max(np.abs(t * step)) < tol:
             break
-    return BTFit(theta=theta, covariance=np.linalg.inv(hess), iterations=iterations)
+    covariance = np.linalg.inv(hess)
+    if dz is None:
+        return BTFit(theta=params, covariance=covariance, iterations=iterations)
+    return BTFit(
+        theta=params[:n],
+        covariance=covariance[:n, :n],
+        iterations=iterations,
+        beta=params[n:],
+        beta_covariance=covariance[n:, n:],
+    )

@@ -9,6 +9,10 @@ response is d = 3.5 - r. For candidates i and j judged as (i, j) and as (j, i):
 A judge that adds a constant b to every first-shown margin contributes +b to d_forward and +b to d_backward,
 which cancels exactly in d_ij. With only one order available the comparison keeps that order's margin (and its
 bias); the record says how many orders it rests on.
+
+With ``verdicts="soft"`` each call's d is its belief's expected margin E[3.5 − r] (``PairVerdict.soft_margin``,
+the sampled 3.5 − r for a verdict without logprobs); the same averaging then cancels a constant bias in the
+belief. The verdicts themselves, sampled rankings included, are kept as the judge gave them.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from policies.verdicts import PairVerdict, PairwiseResult
+from policies.verdicts import PairVerdict, PairwiseResult, VerdictMode
 
 
 class Comparison(BaseModel):
@@ -60,15 +64,20 @@ def combine_orders(
     calls: int = 0,
     failures: int = 0,
     round: int = 0,
+    verdicts: VerdictMode = "sampled",
 ) -> Comparison:
-    """Merge the verdicts of the (i, j) and (j, i) calls into one comparison from i's point of view."""
-    fwd_margin = forward.margin if forward is not None else None
-    bwd_margin = backward.margin if backward is not None else None
+    """Merge the verdicts of the (i, j) and (j, i) calls into one comparison from i's point of view.
+
+    ``verdicts`` says which margin of each call counts (see the module docstring); ``consistent`` compares the
+    same margins, so with soft verdicts it asks whether the two beliefs lean the same way.
+    """
+    fwd_margin = forward.margin_as(verdicts) if forward is not None else None
+    bwd_margin = backward.margin_as(verdicts) if backward is not None else None
     flipped = -bwd_margin if bwd_margin is not None else None
     margin = _mean([fwd_margin, flipped])
     consistent = None
     if fwd_margin is not None and flipped is not None:
-        # Ranking margins are never 0, so a product <= 0 means the orders disagree (or one is a score tie).
+        # Sampled ranking margins are never 0, so a product <= 0 means the orders disagree (or one is a tie).
         consistent = fwd_margin * flipped > 0
     return Comparison(
         i=i,
@@ -92,6 +101,7 @@ def combine_results(
     backward: Sequence[PairwiseResult],
     *,
     round: int = 0,
+    verdicts: VerdictMode = "sampled",
 ) -> Comparison:
     """Like :func:`combine_orders`, from the raw call results of each order (retries included, last valid wins)."""
 
@@ -107,6 +117,7 @@ def combine_results(
         calls=len(all_results),
         failures=sum(not r.ok for r in all_results),
         round=round,
+        verdicts=verdicts,
     )
 
 

@@ -6,6 +6,9 @@ handles) and the benchmark (simulated judges) run exactly this code:
     pairwise(first, second) -> PairwiseResult      # one call, ``first`` shown as response 1
     principle(index)        -> Sequence[PrincipleResult]   # every principle for one candidate, one request
 
+The candidate texts are only needed for style control (``style_control``: strengths fitted with the candidates'
+style features as covariates, :mod:`policies.style`).
+
 Every call of a round is awaited concurrently. A call that raises, times out or returns a failure counts as a
 failed call and is retried (within the budget) up to ``retries`` times; comparisons with no verdict in either
 order are simply missing for Bradley–Terry. Randomness (tie-breaks, random orders, posterior draws) comes from
@@ -26,7 +29,8 @@ from policies import bradley_terry as bt
 from policies.debias import Comparison, combine_results, mean_helpfulness, swap_inconsistency
 from policies.ensemble import EnsembleWeights, combine, standardize
 from policies.pairings import DESIGNS, Adaptive, DesignState, PairDesign, Swiss
-from policies.verdicts import PairwiseResult, PrincipleResult
+from policies.style import StyleEffect, fit_with_style
+from policies.verdicts import PairwiseResult, PrincipleResult, VerdictMode
 
 PairwiseJudge = Callable[[int, int], Awaitable[PairwiseResult]]
 PrincipleJudge = Callable[[int], Awaitable[Sequence[PrincipleResult]]]
@@ -46,6 +50,23 @@ class SelectionConfig(BaseModel):
     use_principle: bool = Field(default=True, description="call the principle judge when one is given")
     weights: EnsembleWeights = EnsembleWeights()
     outcome_mode: bt.OutcomeMode = "scaled"
+    verdicts: VerdictMode = Field(
+        default="soft",
+        description="'soft': each call counts with the expected margin of the judge's ranking belief (its logprobs "
+        "at the ranking digit), falling back per call to the sampled ranking when the engine returned none; "
+        "'sampled': the sampled ranking only",
+    )
+    style_control: bool = Field(
+        default=False,
+        description="fit Bradley–Terry strengths jointly with the candidates' style features (length, markdown) and "
+        "rank by the style-adjusted strength; the response reports the fitted style effect",
+    )
+    style_alpha: float = Field(
+        default=0.5,
+        gt=0.0,
+        description="ridge on the style effects β (prior sd 1/sqrt(2·style_alpha) log-odds per feature sd): larger "
+        "costs less when the judge has no style bias, smaller corrects a strong bias more (bench/style_control.py)",
+    )
     bt_alpha: float = Field(default=0.1, gt=0.0, description="Bradley–Terry L2 penalty (prior precision / 2)")
     principle_prior: float = Field(
         default=0.0,
@@ -112,6 +133,7 @@ class SelectionResult(BaseModel):
     failed_calls: int
     rounds: int
     swap_inconsistency: float | None
+    style_effect: StyleEffect | None = Field(default=None, description="with style_control: the fitted style effect")
     degraded: list[str] = Field(default_factory=list, description="why the answer rests on less than asked")
     elapsed_s: float
 
@@ -174,9 +196,9 @@ async def _run_round(
                 _call_with_retries(lambda: judge(i, j), budget, config),
                 _call_with_retries(lambda: judge(j, i), budget, config),
             )
-            return combine_results(i, j, forward, backward, round=round_index)
+            return combine_results(i, j, forward, backward, round=round_index, verdicts=config.verdicts)
         results = await _call_with_retries(lambda: judge(i, j), budget, config)
-        return combine_results(i, j, results, [], round=round_index)
+        return combine_results(i, j, results, [], round=round_index, verdicts=config.verdicts)
 
     oriented = []
     for i, j in pairs:
@@ -201,12 +223,18 @@ async def select_best(
     pairwise: PairwiseJudge | None,
     principle: PrincipleJudge | None = None,
     config: SelectionConfig | None = None,
+    texts: Sequence[str] | None = None,
 ) -> SelectionResult:
-    """Choose the best of ``n`` candidates (indices 0..n−1) with the given judges; see the module docstring."""
+    """Choose the best of ``n`` candidates (indices 0..n−1) with the given judges; see the module docstring.
+
+    ``texts`` are the candidates as judged, needed (one per candidate) when ``config.style_control`` is on.
+    """
     config = config or SelectionConfig()
     started = time.perf_counter()
     if n < 1:
         raise ValueError("n must be at least 1")
+    if config.style_control and (texts is None or len(texts) != n):
+        raise ValueError("style_control needs the candidate texts, one per candidate")
     rng = np.random.default_rng(config.seed)
     tiebreak = np.argsort(rng.permutation(n))
     degraded: list[str] = []
@@ -276,7 +304,11 @@ async def select_best(
         rounds += 1
     principle_means = _principle_means(principle_results, n)
 
-    best, ranking, candidates = _score(n, config, design, comparisons, principle_means, prior, rng, tiebreak)
+    best, ranking, candidates, style_effect = _score(
+        n, config, design, comparisons, principle_means, prior, rng, tiebreak, texts
+    )
+    if style_effect is not None and style_effect.reason is not None:
+        degraded.append(f"style control: {style_effect.reason}; ranked by plain Bradley–Terry")
     pairwise_calls = sum(c.calls for c in comparisons)
     pairwise_failed = sum(c.failures for c in comparisons)
     # A principle request fails as a whole (raised, timed out) or per principle (no readable judgement).
@@ -304,6 +336,7 @@ async def select_best(
         failed_calls=pairwise_failed + principle_failed,
         rounds=rounds,
         swap_inconsistency=swap_inconsistency(comparisons),
+        style_effect=style_effect,
         degraded=degraded,
         elapsed_s=time.perf_counter() - started,
     )
@@ -318,12 +351,22 @@ def _score(
     prior: np.ndarray | None,
     rng: np.random.Generator,
     tiebreak: np.ndarray,
-) -> tuple[int, list[int], list[CandidateScore]]:
+    texts: Sequence[str] | None = None,
+) -> tuple[int, list[int], list[CandidateScore], StyleEffect | None]:
     judged = [c for c in comparisons if c.margin is not None]
     strength = stderr = p_best = None
+    style_effect = None
+    if config.style_control and not judged:
+        style_effect = StyleEffect(reason="no pairwise verdict to fit")
     if judged:
         obs = bt.outcomes_from_comparisons(judged, config.outcome_mode)
-        fitted = bt.fit(n, obs, alpha=config.bt_alpha)
+        if config.style_control:
+            assert texts is not None  # checked by select_best
+            fitted, style_effect = fit_with_style(
+                n, obs, texts, alpha=config.bt_alpha, covariate_alpha=config.style_alpha
+            )
+        else:
+            fitted = bt.fit(n, obs, alpha=config.bt_alpha)
         strength, stderr = fitted.theta, fitted.stderr
         p_best = fitted.p_best(rng)
     wins = np.zeros(n)
@@ -342,14 +385,17 @@ def _score(
 
     helpfulness = mean_helpfulness(judged, n)
     principle_signal = principle_means if np.isfinite(principle_means).any() else None
+    # Style-adjusted strengths replace the raw pairwise signals: the helpfulness means carry the same style
+    # preference and cannot be adjusted, and a design's champion stands on the unadjusted verdicts.
+    adjusted = style_effect is not None and style_effect.fitted
     if strength is None and principle_signal is not None:
         score = standardize(principle_signal)  # principle-only: the weights have nothing to balance
     else:
-        score = combine(n, config.weights, strength, principle_signal, helpfulness)
+        score = combine(n, config.weights, strength, principle_signal, None if adjusted else helpfulness)
     state = DesignState(n=n, comparisons=comparisons, rng=rng, tiebreak=tiebreak, prior=prior)
     ranking = sorted(range(n), key=lambda k: (-score[k], tiebreak[k]))
     # A design's champion stands on verdicts; with none at all (pairwise judge down) rank by what there is.
-    champion = design.champion(state) if design is not None and judged else None
+    champion = design.champion(state) if design is not None and judged and not adjusted else None
     if champion is not None and champion != ranking[0]:
         ranking.remove(champion)
         ranking.insert(0, champion)
@@ -370,4 +416,4 @@ def _score(
         )
         for k in range(n)
     ]
-    return ranking[0], ranking, candidates
+    return ranking[0], ranking, candidates, style_effect

@@ -11,13 +11,19 @@ Scales (from the model cards):
 - pairwise ``ranking``: 1..6, where 1-3 prefer the response shown first (1 = much better) and 4-6 the one shown
   second (6 = much better). There is no tie level; 3.5 is the midpoint;
 - principle reward: logprob(" Yes") - logprob(" No") at the judge's final Yes/No token, each side clipped at -50.
+
+A sampled ranking is one draw from the judge's belief. When the engine returns the logprobs at the ranking digit,
+``ranking_probs`` holds that belief p_1..p_6 (renormalised over the six digits) and the verdict offers the soft
+margin E[3.5 − r] = Σ_r p_r · (3.5 − r) and its spread beside the sampled margin.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SCORE_MIN, SCORE_MAX = 1.0, 5.0
 RANKING_MIN, RANKING_MAX = 1.0, 6.0
@@ -26,6 +32,62 @@ RANKING_MIDPOINT = 3.5
 MAX_MARGIN = RANKING_MIDPOINT - RANKING_MIN
 #: Floor for a Yes/No logprob that the engine did not return (the model card clips at -50).
 LOGPROB_FLOOR = -50.0
+#: The ranking levels 1..6, in the order of ``PairVerdict.ranking_probs``.
+RANKING_LEVELS = tuple(range(int(RANKING_MIN), int(RANKING_MAX) + 1))
+#: How a comparison reads a verdict: the belief's expected margin when present ("soft"), or the sampled ranking.
+VerdictMode = Literal["soft", "sampled"]
+_PROB_TOLERANCE = 1e-6
+
+
+def check_distribution(probs: Sequence[float], size: int) -> tuple[float, ...]:
+    """A probability vector of ``size`` entries, renormalised to sum exactly 1; ValueError when it is not one.
+
+    Entries must be finite and non-negative and sum to 1 within 1e-6 (rounding in the logprobs, not a second
+    opinion): the renormalisation only removes that rounding.
+    """
+    values = tuple(float(p) for p in probs)
+    if len(values) != size:
+        raise ValueError(f"a distribution over {size} levels needs {size} probabilities, got {len(values)}")
+    if not all(math.isfinite(p) and p >= 0.0 for p in values):
+        raise ValueError(f"probabilities must be finite and non-negative, got {values}")
+    total = math.fsum(values)
+    if abs(total - 1.0) > _PROB_TOLERANCE:
+        raise ValueError(f"probabilities must sum to 1, got {total:.8g}")
+    return tuple(p / total for p in values)
+
+
+def expected_margin(probs: Sequence[float]) -> float:
+    """E[m] for m = 3.5 − r and r ~ ``probs`` over 1..6: Σ_r p_r · (3.5 − r), in [−2.5, 2.5].
+
+    A point mass on r gives exactly the sampled margin 3.5 − r; a distribution symmetric about 3.5 gives 0.
+    """
+    mean = math.fsum(p * (RANKING_MIDPOINT - r) for p, r in zip(probs, RANKING_LEVELS, strict=True))
+    return min(max(mean, -MAX_MARGIN), MAX_MARGIN)  # rounding must not leave the margin's range
+
+
+def margin_spread(probs: Sequence[float]) -> float:
+    """Standard deviation of m = 3.5 − r under ``probs``: sqrt(Σ_r p_r · (3.5 − r − E[m])²), 0 for a point mass.
+
+    Computed around the mean (not as E[m²] − E[m]²) so that a near-certain belief gives 0, not a rounding residue.
+    """
+    mean = expected_margin(probs)
+    levels = zip(probs, RANKING_LEVELS, strict=True)
+    return math.sqrt(math.fsum(p * (RANKING_MIDPOINT - r - mean) ** 2 for p, r in levels))
+
+
+def belief_from_logprobs(logprobs: Mapping[int, float]) -> tuple[float, ...]:
+    """Rankings 1..6 from logprobs of some of them ({ranking: logprob}), renormalised over the six.
+
+    p_r = exp(ℓ_r) / Σ_s exp(ℓ_s) over the rankings present; a ranking the engine did not list gets 0 (it was below
+    the top-k cut, so its mass is negligible next to the listed ones). Needs at least one finite logprob.
+    """
+    finite = {r: lp for r, lp in logprobs.items() if r in RANKING_LEVELS and math.isfinite(lp)}
+    if not finite:
+        raise ValueError("no finite logprob for any ranking 1..6")
+    top = max(finite.values())
+    weights = [math.exp(finite[r] - top) if r in finite else 0.0 for r in RANKING_LEVELS]
+    total = math.fsum(weights)
+    return tuple(w / total for w in weights)
 
 
 class PairVerdict(BaseModel):
@@ -36,11 +98,23 @@ class PairVerdict(BaseModel):
     score_1: float | None = Field(default=None, ge=SCORE_MIN, le=SCORE_MAX)
     score_2: float | None = Field(default=None, ge=SCORE_MIN, le=SCORE_MAX)
     ranking: float | None = Field(default=None, ge=RANKING_MIN, le=RANKING_MAX)
+    ranking_probs: tuple[float, ...] | None = Field(
+        default=None,
+        description="the judge's belief over rankings 1..6 from the logprobs at its ranking digit (sums to 1); "
+        "None when the engine returned no logprobs there",
+    )
+
+    @field_validator("ranking_probs")
+    @classmethod
+    def _distribution(cls, value: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        return None if value is None else check_distribution(value, len(RANKING_LEVELS))
 
     @model_validator(mode="after")
     def _not_empty(self) -> PairVerdict:
         if self.score_1 is None and self.score_2 is None and self.ranking is None:
             raise ValueError("a pairwise verdict needs at least one of score_1, score_2, ranking")
+        if self.ranking_probs is not None and self.ranking is None:
+            raise ValueError("ranking_probs needs the sampled ranking it was read at")
         return self
 
     @property
@@ -55,6 +129,20 @@ class PairVerdict(BaseModel):
         if self.score_1 is not None and self.score_2 is not None:
             return (self.score_1 - self.score_2) * MAX_MARGIN / (SCORE_MAX - SCORE_MIN)
         return None
+
+    @property
+    def soft_margin(self) -> float | None:
+        """The belief's expected margin E[3.5 − r] (see :func:`expected_margin`); :attr:`margin` without a belief."""
+        return self.margin if self.ranking_probs is None else expected_margin(self.ranking_probs)
+
+    @property
+    def margin_sd(self) -> float | None:
+        """Spread of the margin under the belief (:func:`margin_spread`); None without a belief."""
+        return None if self.ranking_probs is None else margin_spread(self.ranking_probs)
+
+    def margin_as(self, mode: VerdictMode) -> float | None:
+        """:attr:`soft_margin` or :attr:`margin`, as the selection setting ``verdicts`` asks."""
+        return self.soft_margin if mode == "soft" else self.margin
 
 
 class PairwiseResult(BaseModel):

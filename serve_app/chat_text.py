@@ -114,6 +114,18 @@ def _label(role: str, content: str) -> str:
     return f"[{role}]\n{content}"
 
 
+def content_text(content: Any) -> str:
+    """A message's content: a string, or the text of its parts (``input_text``/``output_text``/``text``); parts
+    without text (images, files) are left out."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            part["text"] for part in content if isinstance(part, Mapping) and isinstance(part.get("text"), str)
+        )
+    return ""
+
+
 def to_conversation(turns: Iterable[tuple[str, str]]) -> list[ChatMessage]:
     """(role, content) turns as the judges' conversation: leading system turns merged into one system message,
     user and assistant kept, any other role (tool output, a later system turn) a user turn labelled with its

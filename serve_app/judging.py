@@ -305,7 +305,8 @@ class JudgingService:
                 prompt_principles = [*principles, *filter(None, [body.principle_for_pairwise])]
                 candidates, cut = await self._fit(conversation, distinct, prompt_principles, "candidate")
                 result = await asyncio.wait_for(
-                    select_best(len(candidates), pairwise_judge, principle_judge, config), self.limits.max_request_s
+                    select_best(len(candidates), pairwise_judge, principle_judge, config, candidates),
+                    self.limits.max_request_s,
                 )
         except TimeoutError:
             raise self._refuse(
@@ -352,6 +353,7 @@ class JudgingService:
             failed_calls=result.failed_calls,
             rounds=result.rounds,
             swap_inconsistency=result.swap_inconsistency,
+            style_effect=result.style_effect,
             degraded=result.degraded,
             duplicates=selected.duplicates,
             truncated=selected.truncated,
@@ -369,6 +371,7 @@ class JudgingService:
             pairwise_calls=result.pairwise_calls,
             principle_calls=result.principle_calls,
             failed_calls=result.failed_calls,
+            style_effect=result.style_effect,
             degraded=result.degraded,
             duplicates=selected.duplicates,
             truncated=selected.truncated,
@@ -600,7 +603,7 @@ class JudgingService:
         if not forward.ok and not backward.ok and "judge error" in (forward.failure or ""):
             raise self._refuse(stats, 503, f"the pairwise judge is unavailable: {forward.failure}")
         stats.status = "200"
-        comparison = combine_results(0, 1, [forward], [backward])
+        comparison = combine_results(0, 1, [forward], [backward], verdicts=self.limits.selection.verdicts)
         return CompareResponse(
             forward=forward,
             backward=backward,

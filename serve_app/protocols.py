@@ -27,7 +27,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.background import BackgroundTask
 
 from deployments.chat import ChatMessage
-from serve_app.chat_text import PolicyText, TextSplitError, policy_text, to_conversation
+from serve_app.chat_text import PolicyText, TextSplitError, content_text, policy_text, to_conversation
 from serve_app.cohorts import prompt_fingerprint
 from serve_app.config import PolicyTextSettings
 from serve_app.errors import reject
@@ -61,18 +61,6 @@ def core_body(model: type[M], where: str, **fields: Any) -> M:
         return model.model_validate(fields)
     except ValidationError as exc:
         raise invalid(where, exc) from None
-
-
-def content_text(content: Any) -> str:
-    """A message's content: a string, or the text of its parts (``input_text``/``output_text``/``text``); parts
-    without text (images, files) are left out."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            part["text"] for part in content if isinstance(part, Mapping) and isinstance(part.get("text"), str)
-        )
-    return ""
 
 
 def conversation(

@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validat
 from deployments.chat import ChatMessage, Text, validate_history
 from policies.debias import Comparison
 from policies.selection import CandidateScore, Strategy
-from policies.verdicts import PairwiseResult, PrincipleResult
+from policies.style import StyleEffect
+from policies.verdicts import PairwiseResult, PrincipleResult, VerdictMode
 from serve_app.openai_protocol import ModelCard
 
 
@@ -73,6 +74,17 @@ class SelectionOptions(BaseModel):
     swap: bool | None = Field(default=None, description="judge every pair in both orders")
     use_principle: bool | None = Field(default=None, description="also score candidates with the principle judge")
     seed: int | None = Field(default=None, description="tie-breaks and random orders; same seed, same choice")
+    verdicts: VerdictMode | None = Field(
+        default=None,
+        description="'soft': each pairwise call counts with the expected margin of the judge's ranking belief (its "
+        "logprobs), or its sampled ranking where the engine returned none; 'sampled': the sampled ranking only; "
+        "default from the configuration",
+    )
+    style_control: bool | None = Field(
+        default=None,
+        description="rank by Bradley–Terry strengths fitted jointly with the candidates' style (length, markdown) "
+        "and report the style effect; default from the configuration",
+    )
 
 
 class BestOfNRequest(_Request, _Principles, SelectionOptions):
@@ -93,6 +105,7 @@ class RankRequest(BestOfNRequest):
 
 OverlongPolicy = Literal["reject", "truncate"]
 _DUPLICATES = "groups of identical candidates (after NFC and trimming), each judged once as its first index"
+_STYLE_EFFECT = "with style_control: β per style feature, or why none could be fitted (plain Bradley–Terry then)"
 _TRUNCATED = "candidates cut to fit the judges' context (overlong policy 'truncate'), judged on their beginning"
 
 
@@ -118,6 +131,7 @@ class BestOfNResponse(BaseModel):
     failed_calls: int
     rounds: int
     swap_inconsistency: float | None
+    style_effect: StyleEffect | None = Field(default=None, description=_STYLE_EFFECT)
     degraded: list[str] = Field(description="empty when every judge answered as asked")
     duplicates: list[list[int]] = Field(default_factory=list, description=_DUPLICATES)
     truncated: list[int] = Field(default_factory=list, description=_TRUNCATED)
@@ -132,6 +146,7 @@ class RankResponse(BaseModel):
     pairwise_calls: int
     principle_calls: int
     failed_calls: int
+    style_effect: StyleEffect | None = Field(default=None, description=_STYLE_EFFECT)
     degraded: list[str]
     duplicates: list[list[int]] = Field(default_factory=list, description=_DUPLICATES)
     truncated: list[int] = Field(default_factory=list, description=_TRUNCATED)

@@ -6,15 +6,20 @@ JudgingService in front of judges that answer at once, with no Ray and no engine
   has no position bias: helpfulness ``min(5, 1 + N)`` per response, ranking 2 / 5 for the better first / second
   response, 3 for equal qualities.
 * :class:`QualityPrinciple` is a principle *judge* (duck-typed ``score``): reward = N of "quality N".
-* :func:`stand_in_service` builds the JudgingService; :func:`run_app` runs ``go(http_client)`` against its app.
+* :func:`stand_in_service` builds the JudgingService; :func:`run_app` runs ``go(http_client)`` against its app;
+  :func:`served` runs an app under uvicorn on a free local port, for clients that need a real socket.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
-from collections.abc import Awaitable, Callable, Sequence
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import httpx
@@ -124,3 +129,26 @@ def run_app(
             return await go(http)
 
     return asyncio.run(main())
+
+
+@contextlib.contextmanager
+def served(app: Any) -> Iterator[str]:
+    """Serve ``app`` under uvicorn in a background thread on a free local port; yields its base URL."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))  # a free port, held from here on, so nothing can take it before uvicorn starts
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -22,6 +20,8 @@ import pytest
 pytest.importorskip("ray.serve", reason="the router's metrics need ray[serve]")
 openai = pytest.importorskip("openai")
 uvicorn = pytest.importorskip("uvicorn")
+
+from stand_in_judges import served  # noqa: E402
 
 from deployments.engine_client import Completion, JudgeCallError  # noqa: E402
 from deployments.pairwise.judge import PairwiseJudge, PairwiseSettings  # noqa: E402
@@ -133,23 +133,8 @@ class Front:
 @pytest.fixture(scope="module")
 def running() -> Iterator[Front]:
     principle, pairwise = StandInEngine(PRINCIPLE_MODEL), StandInEngine(PAIRWISE_MODEL)
-    app = build_api(build_service(principle, pairwise))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))  # a free port, held from here on, so nothing can take it before uvicorn starts
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield Front(f"http://127.0.0.1:{port}/v1", principle, pairwise)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    with served(build_api(build_service(principle, pairwise))) as url:
+        yield Front(f"{url}/v1", principle, pairwise)
 
 
 @pytest.fixture

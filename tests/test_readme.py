@@ -8,18 +8,21 @@ import re
 from pathlib import Path
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+PROMISE = re.compile(r"print\(.*\)\s+#\s*(.+)")
 
 
 def test_readme_example_prints_what_it_promises() -> None:
-    block = re.search(r"```python\n(.*?)```", README.read_text(), re.S)
-    assert block is not None, "README has no python example"
-    code = block.group(1)
-    promised = re.search(r"print\(.*\)\s+#\s*(.+)", code)
-    assert promised is not None
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        exec(compile(code, "README.md", "exec"), {})
-    assert out.getvalue().strip() == promised.group(1).strip()
+    """Every Python block that promises its output (``print(...)  # output``) runs offline and prints it; the
+    blocks that need a running service (the client, the trainers) promise nothing."""
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", README.read_text(), re.S) if PROMISE.search(b)]
+    assert blocks, "README has no self-contained python example"
+    for code in blocks:
+        promised = PROMISE.search(code)
+        assert promised is not None
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(compile(code, "README.md", "exec"), {})
+        assert out.getvalue().strip() == promised.group(1).strip()
 
 
 def test_readme_commands_and_curl_example_match_the_project() -> None:

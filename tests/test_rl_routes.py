@@ -150,7 +150,8 @@ def test_rank_batch_groups_share_the_admission_slots() -> None:
         transport = httpx.ASGITransport(app=build_api(svc))
         async with httpx.AsyncClient(transport=transport, base_url="http://router", timeout=30) as http:
             batch = asyncio.ensure_future(http.post("/v1/rank_batch", json={"groups": [group] * 10}))
-            await asyncio.sleep(0.01)
+            while svc.admission.inside == 0:  # the batch holds its slots (a fixed sleep loses the race under load)
+                await asyncio.sleep(0.001)
             refused = await http.post("/v1/rank_batch", json={"groups": [group]})
             return await batch, refused
 

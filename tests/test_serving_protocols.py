@@ -133,6 +133,94 @@ def test_openrlhf_per_sample_requests(trainers: str) -> None:
     assert all(o["extra_logs"]["group_size"] == [2.0] and o["scores"] == o["rewards"] for o in out)
 
 
+def test_openrlhf_own_request_code_against_get_reward(trainers: str) -> None:
+    """OpenRLHF's SingleTurnAgentExecutor posts each rollout the way its trainer does (one query per request)."""
+    agent = pytest.importorskip("openrlhf.utils.agent", reason="openrlhf (installed --no-deps in the test command)")
+    transformers = pytest.importorskip("transformers")
+    import asyncio
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(smollm2_folder()))
+    prompt = tokenizer.apply_chat_template(CONVERSATION, tokenize=False, add_generation_prompt=True)
+    queries = [prompt + a + tokenizer.eos_token for a in ANSWERS]
+    executor = agent.SingleTurnAgentExecutor(remote_rm_url=f"{trainers}/get_reward")
+
+    async def rollouts() -> list[list[dict[str, Any]]]:
+        return await asyncio.gather(*(executor._fetch_rewards_via_http([q], [prompt], [None]) for q in queries))
+
+    out = [replies[0] for replies in asyncio.run(rollouts())]
+    assert sorted(o["extra_logs"]["rank"][0] for o in out) == [1.0, 2.0]  # the two rollouts were judged together
+    assert all(isinstance(o["rewards"][0], float) and o["scores"] == o["rewards"] for o in out)
+
+
+def nemo_gym_response(text: str, k: int) -> Any:
+    """A policy's answer as NeMo-Gym's own Responses-API model holds it: a reasoning item, then the message."""
+    oa = pytest.importorskip("nemo_gym.openai_utils")
+    return oa.NeMoGymResponse(
+        id=f"resp_{k}",
+        created_at=0.0,
+        model="policy",
+        tools=[],
+        parallel_tool_calls=False,
+        tool_choice="auto",
+        object="response",
+        output=[
+            oa.NeMoGymResponseReasoningItem(
+                id=f"rs_{k}",
+                type="reasoning",
+                status="completed",
+                summary=[oa.NeMoGymSummary(text="Hmm.", type="summary_text")],
+            ),
+            oa.NeMoGymResponseOutputMessage(
+                id=f"msg_{k}",
+                role="assistant",
+                status="completed",
+                type="message",
+                content=[oa.NeMoGymResponseOutputText(text=text, type="output_text", annotations=[])],
+            ),
+        ],
+    )
+
+
+def test_nemo_gym_own_models_and_example_data_against_compare_and_verify(trainers: str) -> None:
+    """NeMo-Gym's genrm_compare request/response models, on the first prompt of its own example data set."""
+    app = pytest.importorskip("resources_servers.genrm_compare.app", reason="nemo-gym (installed --no-deps)")
+    import importlib.resources
+    import json
+
+    from nemo_gym.global_config import ROLLOUT_INDEX_KEY_NAME, TASK_INDEX_KEY_NAME
+
+    rows = importlib.resources.files("resources_servers.genrm_compare").joinpath("data/example.jsonl")
+    row = json.loads(rows.read_text().splitlines()[0])
+    history = [{"role": m["role"], "content": m["content"]} for m in row["responses_create_params"]["input"]]
+    answers = ["conflict", "symbolic"]
+    compare = app.GenRMCompareRequest(
+        conversation_history=history,
+        response_objs=[nemo_gym_response(a, k).model_dump(mode="json") for k, a in enumerate(answers)],
+    )
+    r = httpx.post(f"{trainers}/compare", json=compare.model_dump(mode="json"), timeout=600)
+    assert r.status_code == 200, r.text
+    compared = app.GenRMCompareResponse.model_validate(r.json())
+    assert len(compared.rewards) == 2 and compared.comparison_results
+
+    rows_sent = [
+        app.GenRMCompareVerifyRequest.model_validate(
+            {
+                **row,
+                "response": nemo_gym_response(a, k),
+                TASK_INDEX_KEY_NAME: 3,
+                ROLLOUT_INDEX_KEY_NAME: k,
+            }
+        )
+        for k, a in enumerate(answers)
+    ]
+    bodies = [v.model_dump(mode="json", by_alias=True, exclude_none=True) for v in rows_sent]
+    responses = post_concurrently(f"{trainers}/verify", bodies)
+    assert [x.status_code for x in responses] == [200, 200], [x.text for x in responses]
+    for sent, x in zip(rows_sent, responses, strict=True):
+        verified = app.BaseVerifyResponse.model_validate(x.json())
+        assert isinstance(verified.reward, float) and verified.response.id == sent.response.id
+
+
 def test_slime_per_sample_requests(trainers: str) -> None:
     bodies = [{"prompt": CONVERSATION, "response": a, "label": "Paris"} for a in ANSWERS]
     responses = post_concurrently(f"{trainers}/slime/reward", bodies)

@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from pydantic import Field
+
 from deployments.chat import ConversationInput, JudgeMessage
 from deployments.judge import Judge, JudgeSettings
+from deployments.pairwise.logprobs import with_ranking_belief
 from deployments.pairwise.parse import VERDICT_KEYS, parse_pairwise
 from deployments.pairwise.prompt import PAIRWISE_JSON_SCHEMA, build_pairwise_messages, pairwise_untrusted_texts
 from policies.verdicts import PairwiseResult
@@ -29,6 +32,10 @@ class PairwiseSettings(JudgeSettings):
     #: "full": the rendered format's whole JSON answer; "scores": only the three numbers (JSON schema);
     #: "compact": the three numbers in one fixed layout (regex; small models on long prompts)
     structured_output: Literal["off", "full", "scores", "compact"] = "off"
+    #: top logprobs per generated token, from which the belief at the ranking digit is read (soft verdicts). The
+    #: digits 1..6 are all a judge considers there, so 10 covers them; 0 asks for none (sampled verdicts only).
+    #: vLLM refuses more than its ``max_logprobs`` (20 by default).
+    ranking_logprobs: int = Field(default=10, ge=0, le=20)
 
 
 class PairwiseJudge(Judge):
@@ -63,16 +70,21 @@ class PairwiseJudge(Judge):
             }
         }
 
+    def _logprob_request(self) -> dict[str, Any]:
+        k = self.settings.ranking_logprobs
+        return {"logprobs": True, "top_logprobs": k} if k > 0 else {}
+
     async def compare(
         self, conversation: ConversationInput, response_1: str, response_2: str, principle: str | None = None
     ) -> PairwiseResult:
         """One call with ``response_1`` shown first. Transport errors raise (the caller counts and retries them);
         an unreadable answer is a failed result."""
-        completion = await self._send(self.messages(conversation, (response_1, response_2), principle), **self._extra())
+        messages = self.messages(conversation, (response_1, response_2), principle)
+        completion = await self._send(messages, **self._extra(), **self._logprob_request())
         if completion.finish_reason == "length" and self.settings.structured_output != "off":
             return PairwiseResult(raw_text=completion.text, failure="answer cut off at max_tokens")
         # A grammar-constrained answer is the verdict and nothing else: there is no quoted text for the parser to
         # mistake for it, so the copy guard (which a candidate listing every possible object could abuse) is off.
         constrained = self.settings.structured_output != "off"
         untrusted = () if constrained else pairwise_untrusted_texts(conversation, response_1, response_2)
-        return parse_pairwise(completion.text, untrusted=untrusted)
+        return with_ranking_belief(parse_pairwise(completion.text, untrusted=untrusted), completion.logprobs)

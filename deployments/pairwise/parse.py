@@ -117,18 +117,24 @@ def _has_verdict(obj: Mapping[str, Any]) -> bool:
     return any(k in _unwrap(obj) for k in VERDICT_KEYS)
 
 
-def _last_verdict_object(text: str) -> tuple[str, Mapping[str, Any]] | None:
-    """(object text, object) of the verdict: last ```json fence first, else the last bare object."""
+def last_verdict_span(text: str) -> tuple[int, int, Mapping[str, Any]] | None:
+    """(start, end, object) of the verdict in ``text``: last ```json fence first, else the last bare object."""
     fences = list(_JSON_FENCE.finditer(text))
     if fences:
-        body = fences[-1].group(1)
-        for start, end, obj in reversed(_json_objects(body)):
+        fence = fences[-1]
+        for start, end, obj in reversed(_json_objects(fence.group(1))):
             if _has_verdict(obj):
-                return body[start:end], _unwrap(obj)
+                return fence.start(1) + start, fence.start(1) + end, _unwrap(obj)
     for start, end, obj in reversed(_json_objects(text)):
         if _has_verdict(obj):
-            return text[start:end], _unwrap(obj)
+            return start, end, _unwrap(obj)
     return None
+
+
+def _last_verdict_object(text: str) -> tuple[str, Mapping[str, Any]] | None:
+    """(object text, object) of the verdict (see :func:`last_verdict_span`)."""
+    located = last_verdict_span(text)
+    return None if located is None else (text[located[0] : located[1]], located[2])
 
 
 def _number(name: str, value: Any) -> float | None:
@@ -210,11 +216,17 @@ def _copied(raw: str, verdict_text: str, values: Mapping[str, Any], untrusted: l
     return False
 
 
+def answer_start(raw: str) -> int:
+    """Where the answer begins: after the last ``</think>``, or 0 without one."""
+    at = raw.rfind(_THINK_CLOSE)
+    return 0 if at < 0 else at + len(_THINK_CLOSE)
+
+
 def _final_answer(raw: str) -> str:
     """The text after the judge's reasoning (after the last ``</think>``; the judge saw candidates' own
     ``</think>`` strings neutralised, so it has no reason to write one in its answer)."""
     if _THINK_CLOSE in raw:
-        return raw.rsplit(_THINK_CLOSE, 1)[1]
+        return raw[answer_start(raw) :]
     if raw.lstrip().startswith(_THINK_OPEN):  # a trace that opened but never closed; "<think>" later is just text
         raise _Unreadable("the reasoning was never closed (<think> without </think>); output probably truncated")
     return raw

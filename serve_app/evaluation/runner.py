@@ -22,13 +22,13 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import httpx
 import numpy as np
 from pydantic import BaseModel, Field
 
 from policies.debias import combine_results
 from policies.selection import SelectionConfig, select_best
 from policies.verdicts import PairwiseResult, PrincipleResult
+from serve_app.client.http import AsyncGenRMClient, ServiceError, ServiceRefused
 from serve_app.evaluation import metrics
 from serve_app.evaluation.records import (
     BestOfNRecord,
@@ -102,95 +102,65 @@ class OutputStore:
 # --- the service ---------------------------------------------------------------------------------------------------
 
 
-class ServiceError(RuntimeError):
-    pass
-
-
 class Service:
-    """The evaluation's client of the HTTP API. A 503 with Retry-After (admission full, a judge warming up) is
-    waited out and sent again, so the run goes as fast as the service admits; other refusals become missing
-    verdicts, counted in ``refusals``."""
+    """The evaluation's client of the HTTP API, on :class:`~serve_app.client.AsyncGenRMClient`: a 503 with
+    Retry-After (admission full, a judge warming up) is waited out and sent again for as long as it takes, so the
+    run goes as fast as the service admits; other refusals become missing verdicts, counted in ``refusals``."""
 
     def __init__(self, base_url: str, token: str | None = None, timeout_s: float = 3600) -> None:
-        headers = {"authorization": f"Bearer {token}"} if token else {}
-        self.http = httpx.AsyncClient(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s)
+        self.client = AsyncGenRMClient(base_url, token=token, timeout_s=timeout_s, max_retries=100_000)
         self.refusals: Tally[str] = Tally()  # "timeout" / HTTP status -> count
-        self.retried = 0
 
-    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        for _ in range(1000):
-            r = await self.http.post(path, json=body)
-            if r.status_code == 503 and "retry-after" in r.headers and "timed out" not in r.text:
-                self.retried += 1
-                await asyncio.sleep(float(r.headers["retry-after"]))
-                continue
-            if r.status_code != 200:
-                self.refusals["timeout" if "timed out" in r.text else str(r.status_code)] += 1
-                raise ServiceError(f"{path} answered {r.status_code}: {r.text[:300]}")
-            return r.json()
-        raise ServiceError(f"{path} stayed overloaded")
+    @property
+    def retried(self) -> int:
+        return self.client.retried
 
-    async def readiness(self) -> dict[str, Any] | None:
-        """The service's /readyz body (whatever its status), or None when it has no such route."""
-        r = await self.http.get("/readyz")
-        if r.status_code == 404:
-            return None
-        return r.json()
+    async def _call(self, send: Any) -> Any:
+        try:
+            return await send
+        except ServiceRefused as exc:
+            self.refusals["timeout" if "timed out" in str(exc.detail) else str(exc.status)] += 1
+            raise
 
-    async def wait_ready(self, timeout_s: float = 1800, poll_s: float = 5) -> int | None:
+    async def wait_ready(self, timeout_s: float = 1800, poll_s: float = 5) -> int:
         """Wait until every judge has answered its warm-up call; returns the service's capacity (requests it runs
-        at once), or None for a service without /readyz."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                report = await self.readiness()
-            except httpx.HTTPError:
-                report = {"status": "unreachable"}
-            if report is None:
-                return None
-            if report.get("status") == "ready":
-                return int(report["capacity"])
-            if time.monotonic() > deadline:
-                raise ServiceError(f"the service was not ready within {timeout_s:g} s: {report}")
-            print(f"waiting for the service to be ready ({report.get('status')})", file=sys.stderr, flush=True)
-            await asyncio.sleep(poll_s)
+        at once)."""
+        print(f"evaluate: waiting for {self.client.base_url}/readyz", file=sys.stderr, flush=True)
+        return (await self.client.wait_ready(timeout_s=timeout_s, poll_s=poll_s)).capacity
 
     async def principle(
         self, conversation: list[dict[str, str]], response: str, principles: list[str]
     ) -> list[PrincipleResult] | None:
+        send = self.client.principle_score(conversation=conversation, response=response, principles=principles)
         try:
-            out = await self._post(
-                "/v1/principle_score",
-                {"conversation": conversation, "response": response, "principles": principles},
-            )
+            return list((await self._call(send)).results)
         except ServiceError:
             return None  # e.g. the judge was unavailable: a missing verdict, not a stopped run
-        return [PrincipleResult.model_validate(r) for r in out["results"]]
 
     async def compare(self, conversation: list[dict[str, str]], a: str, b: str) -> Pair | None:
         try:
-            out = await self._post("/v1/compare", {"conversation": conversation, "response_1": a, "response_2": b})
+            out = await self._call(self.client.compare(conversation=conversation, response_1=a, response_2=b))
         except ServiceError:
             return None
-        return Pair(forward=out["forward"], backward=out["backward"])
+        return Pair(forward=out.forward, backward=out.backward)
 
     async def best_of_n(
         self, conversation: list[dict[str, str]], candidates: list[str], strategy: str, principles: list[str]
     ) -> Picked:
-        body = {"conversation": conversation, "candidates": candidates, "strategy": strategy, "principles": principles}
+        send = self.client.best_of_n(
+            conversation=conversation, candidates=candidates, strategy=strategy, principles=principles
+        )
         try:
-            out = await self._post("/v1/best_of_n", body)
+            out = await self._call(send)
         except ServiceError as exc:
             return Picked(failure=str(exc))
-        return Picked(index=out["index"], judge_calls=out["pairwise_calls"] + out["principle_calls"])
+        return Picked(index=out.index, judge_calls=out.pairwise_calls + out.principle_calls)
 
     async def models(self) -> dict[str, str]:
-        r = await self.http.get("/v1/models")
-        r.raise_for_status()
-        return {j["role"]: j["model"] for j in r.json()["judges"]}
+        return {j.role: j.model for j in (await self.client.models()).judges}
 
     async def aclose(self) -> None:
-        await self.http.aclose()
+        await self.client.aclose()
 
 
 def _messages(turns: Iterable[Any]) -> list[dict[str, str]]:

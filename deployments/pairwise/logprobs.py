@@ -1,0 +1,115 @@
+"""The pairwise judge's belief over rankings, read from the logprobs at its ranking digit.
+
+A sampled ranking is one draw. The engine's top logprobs at the position that wrote the ranking digit (asked for
+with ``logprobs`` / ``top_logprobs``) hold the judge's whole distribution over the next token there, so the
+distribution over the digits 1..6, renormalised, is its belief (:attr:`PairVerdict.ranking_probs`).
+
+Input is the OpenAI-compatible ``choices[0].logprobs.content`` list, one entry per generated token with its
+``top_logprobs``. With a server-side reasoning parser the completion text holds only the answer while the logprobs
+cover every generated token, so the position is found in the generated tokens themselves: their joined text is
+read like an answer (after the last ``</think>``, the last verdict object, in either prompt format: the rendered
+format's object, possibly fixed by the compact grammar, or the native checkpoint's final JSON) and the digit of
+its ``"ranking"`` value (``"ranking": 2`` or ``"ranking": "2"``) is mapped back to its token. The belief is only
+attached when that digit is the one the parser read; a token that carries more than the digit (besides
+whitespace and quotes), tokens sent as ``token_id:N``, or no top logprobs at all leave the verdict as it was.
+Nothing here fails a call.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from deployments.pairwise.parse import answer_start, last_verdict_span
+from deployments.principle.parse import TokenLogprob
+from policies.verdicts import RANKING_LEVELS, PairwiseResult, belief_from_logprobs
+
+_TOKEN_ID = re.compile(r"token_id:\d+\Z")
+# What may surround the digit inside its token: a leading space, or the quote of a string value.
+_AROUND_DIGIT = " \t\r\n\"'"
+_DIGITS = "0123456789"
+
+
+def _digit(token: str) -> int | None:
+    core = token.strip(_AROUND_DIGIT)
+    return int(core) if len(core) == 1 and core in _DIGITS else None
+
+
+def _entries(content: Sequence[Mapping[str, Any] | TokenLogprob] | None) -> list[TokenLogprob] | None:
+    if not content:
+        return None
+    try:
+        return [e if isinstance(e, TokenLogprob) else TokenLogprob.model_validate(e) for e in content]
+    except (ValidationError, TypeError):
+        return None
+
+
+def value_logprobs(
+    content: Sequence[Mapping[str, Any] | TokenLogprob] | None, key: str, value: int
+) -> dict[int, float] | None:
+    """{digit: logprob} at the token that wrote ``value`` for ``key`` in the last verdict object; None when that
+    position cannot be found (see the module docstring). Token variants of one digit (" 2", "2", '"2') are summed."""
+    entries = _entries(content)
+    if entries is None or any(_TOKEN_ID.match(e.token) for e in entries):
+        return None
+    starts = [0]
+    for e in entries:
+        starts.append(starts[-1] + len(e.token))
+    joined = "".join(e.token for e in entries)
+    begin = answer_start(joined)
+    located = last_verdict_span(joined[begin:])
+    if located is None:
+        return None
+    obj_start, obj_end = begin + located[0], begin + located[1]
+    pattern = re.compile(rf'"{re.escape(key)}"\s*:\s*"?\s*([0-9])(?![0-9])')
+    hits = [m for m in pattern.finditer(joined, obj_start, obj_end) if int(m.group(1)) == value]
+    if not hits:
+        return None
+    at = hits[-1].start(1)
+    entry = entries[bisect.bisect_right(starts, at) - 1]
+    if _digit(entry.token) != value or not entry.top_logprobs:
+        return None
+    # The sampled token counts too (top_logprobs need not list it); one logprob per distinct token text.
+    by_token = {entry.token: entry.logprob} | {a.token: a.logprob for a in entry.top_logprobs}
+    found: dict[int, float] = {}
+    for token, logprob in by_token.items():
+        d = _digit(token)
+        if d is not None and not math.isnan(logprob):
+            found[d] = logprob if d not in found else float(np.logaddexp(found[d], logprob))
+    return found
+
+
+def ranking_belief(
+    content: Sequence[Mapping[str, Any] | TokenLogprob] | None, ranking: float | None
+) -> tuple[float, ...] | None:
+    """The belief over rankings 1..6 at the sampled ``ranking``'s digit, or None (see the module docstring)."""
+    if ranking is None or ranking != int(ranking):
+        return None
+    found = value_logprobs(content, "ranking", int(ranking))
+    if not found:
+        return None
+    levels = {d: lp for d, lp in found.items() if d in RANKING_LEVELS}
+    try:
+        return belief_from_logprobs(levels)
+    except ValueError:  # only non-finite logprobs at the digit
+        return None
+
+
+def with_ranking_belief(
+    result: PairwiseResult, content: Sequence[Mapping[str, Any] | TokenLogprob] | None
+) -> PairwiseResult:
+    """``result`` with the belief attached to its verdict when the logprobs hold it; unchanged otherwise."""
+    verdict = result.verdict
+    if verdict is None or content is None:
+        return result
+    probs = ranking_belief(content, verdict.ranking)
+    if probs is None:
+        return result
+    updated = type(verdict).model_validate({**verdict.model_dump(), "ranking_probs": probs})
+    return result.model_copy(update={"verdict": updated})

@@ -1,7 +1,8 @@
 """The application builder: ``import_path: serve_app.app:build_app`` in config.yaml.
 
-Validates the configuration, prepares local model folders (the CPU default converts its packaged GGUF once), binds
-one LLMServer per hosted judge (each on its own placement group) and the router that holds their handles.
+Validates the configuration, prepares local model folders (the CPU configs convert their packaged GGUF once), binds
+one LLMServer per hosted judge (each on its own placement group) and the router that holds their handles. Two
+judges that host the same model id share one LLMServer (``AppConfig.engine_role``; configs/cpu-quality.yaml).
 
 Cohorts and router replicas: the samples of one cohort must meet in one process. With one router replica (the
 CPU default) that replica holds the cohorts. With several (``router.deployment.num_replicas`` > 1, or autoscaling),
@@ -34,7 +35,11 @@ def build_app(args: dict[str, Any]) -> Any:
         if judge is None:
             continue
         tokenizers[role] = tokenizer_source(judge, llm_fields.get(role))
-        if role in llm_fields:
+        owner = config.engine_role(role)
+        if owner != role:
+            # The same bound deployment for both roles: Serve builds it once and hands the router two handles to it.
+            servers[role] = servers[owner]
+        elif role in llm_fields:
             servers[role] = build_judge_deployment(llm_fields[role], host.NAME_PREFIX)
     return bind_router(config, tokenizers, servers.get("principle"), servers.get("pairwise"))
 

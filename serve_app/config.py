@@ -281,3 +281,31 @@ class AppConfig(BaseModel):
         if self.principle is None and self.pairwise is None:
             raise ValueError("configure at least one judge: 'principle' and/or 'pairwise'")
         return self
+
+    @model_validator(mode="after")
+    def _one_engine_per_model_id(self) -> AppConfig:
+        # A model id names one engine: two hosted judges with the same one share a deployment, which only makes
+        # sense when they ask for the very same engine (write the block once and reference it with a YAML alias).
+        p, q = self.principle, self.pairwise
+        if p is None or q is None or p.hosted is None or q.hosted is None or p.hosted.model_id != q.hosted.model_id:
+            return self
+        if p.hosted != q.hosted:
+            raise ValueError(
+                f"both judges host model_id {p.hosted.model_id!r}, which makes them share one engine, but their "
+                f"'hosted' blocks differ; give both the same block (e.g. a YAML alias) or give each its own model_id "
+                f"for two engines"
+            )
+        return self
+
+    def engine_role(self, role: str) -> str:
+        """The role whose hosted engine serves ``role``: itself, or the principle judge's when the pairwise judge
+        hosts the same model id (one engine for both; it takes the principle model card's engine defaults)."""
+        p, q = self.principle, self.pairwise
+        shared = (
+            p is not None
+            and q is not None
+            and p.hosted is not None
+            and q.hosted is not None
+            and p.hosted.model_id == q.hosted.model_id
+        )
+        return "principle" if role == "pairwise" and shared else role

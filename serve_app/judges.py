@@ -32,15 +32,20 @@ JUDGE_HOSTS = {"principle": principle_host, "pairwise": pairwise_host}
 
 def judge_llm_configs(config: AppConfig, *, resolve_sources: bool = True) -> dict[str, dict[str, Any]]:
     """LLMConfig fields per hosted judge, model-card defaults merged in. ``resolve_sources`` converts packaged
-    models into local folders (off for offline validation of production configs)."""
-    out = {}
-    for role, host in JUDGE_HOSTS.items():
+    models into local folders (off for offline validation of production configs). Two roles that share one engine
+    (:meth:`AppConfig.engine_role`) map to the same fields object."""
+    out: dict[str, dict[str, Any]] = {}
+    for role in JUDGE_HOSTS:
         judge: _JudgeConfig | None = getattr(config, role)
         if judge is None or judge.hosted is None:
             continue
+        owner = config.engine_role(role)
+        if owner != role:  # one engine for both roles: the owner's fields, the same dict object
+            out[role] = out[owner]
+            continue
         source = judge.hosted.model_source
         local = ensure_local_model(source) if resolve_sources and is_package_source(source) else None
-        fields = llm_config_dict(judge.hosted, host.ENGINE_DEFAULTS, model_source=local)
+        fields = llm_config_dict(judge.hosted, JUDGE_HOSTS[role].ENGINE_DEFAULTS, model_source=local)
         # resolved even offline: LLMConfig validation would reject the placeholder
         out[role] = resolve_cpu_dtype(fields)
     return out
@@ -143,7 +148,8 @@ def build_judges(
         )
         built["pairwise"] = (judges.pairwise, tok)
     for role, (judge, tok) in built.items():
-        context = judge_context_tokens(role, getattr(config, role))
+        # a shared engine's context is the owner role's (its model card's defaults)
+        context = judge_context_tokens(config.engine_role(role), getattr(config, role))
         if context is not None:
             judges.budgets[role] = ContextBudget(judge, tok, context)
     return judges

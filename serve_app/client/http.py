@@ -145,26 +145,10 @@ def _body(model: type[BaseModel], body: Body, fields: Mapping[str, Any]) -> dict
     return request.model_dump(mode="json", exclude_unset=True)
 
 
-class _Settings:
-    def __init__(
-        self,
-        base_url: str | None,
-        token: str | None,
-        timeout_s: float,
-        connect_timeout_s: float,
-        max_retries: int,
-    ) -> None:
-        if max_retries < 0:
-            raise ValueError(f"max_retries must be >= 0, got {max_retries}")
-        self.base_url = (base_url or os.environ.get("GENRM_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
-        token = token if token is not None else os.environ.get(TOKEN_ENV) or None
-        self.headers = {"authorization": f"Bearer {token}"} if token else {}
-        self.timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
-        self.max_retries = max_retries
+class _Client:
+    """What both clients hold: where the service is, how to authenticate, the timeouts and the retry budget."""
 
-
-class GenRMClient:
-    """Blocking client; safe to share between threads (httpx's pool is)."""
+    _pool: type[httpx.Client] | type[httpx.AsyncClient]
 
     def __init__(
         self,
@@ -176,15 +160,24 @@ class GenRMClient:
         max_retries: int = DEFAULT_MAX_RETRIES,
         max_connections: int = 256,
     ) -> None:
-        s = _Settings(base_url, token, timeout_s, connect_timeout_s, max_retries)
-        self.base_url, self.max_retries = s.base_url, s.max_retries
+        if max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {max_retries}")
+        self.base_url = (base_url or os.environ.get("GENRM_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        self.max_retries = max_retries
         self.retried = 0  # 503 + Retry-After and connection retries, over the client's life
-        self._http = httpx.Client(
-            base_url=s.base_url,
-            headers=s.headers,
-            timeout=s.timeout,
+        token = token if token is not None else os.environ.get(TOKEN_ENV) or None
+        self._http: Any = self._pool(
+            base_url=self.base_url,
+            headers={"authorization": f"Bearer {token}"} if token else {},
+            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         )
+
+
+class GenRMClient(_Client):
+    """Blocking client; safe to share between threads (httpx's pool is)."""
+
+    _pool = httpx.Client
 
     def _send(self, method: str, path: str, json: dict[str, Any] | None = None) -> Any:
         for attempt in range(self.max_retries + 1):
@@ -260,28 +253,10 @@ class GenRMClient:
         self.close()
 
 
-class AsyncGenRMClient:
+class AsyncGenRMClient(_Client):
     """The same API for asyncio. The connection pool belongs to the event loop that first uses it."""
 
-    def __init__(
-        self,
-        base_url: str | None = None,
-        *,
-        token: str | None = None,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
-        connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
-        max_retries: int = DEFAULT_MAX_RETRIES,
-        max_connections: int = 256,
-    ) -> None:
-        s = _Settings(base_url, token, timeout_s, connect_timeout_s, max_retries)
-        self.base_url, self.max_retries = s.base_url, s.max_retries
-        self.retried = 0
-        self._http = httpx.AsyncClient(
-            base_url=s.base_url,
-            headers=s.headers,
-            timeout=s.timeout,
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-        )
+    _pool = httpx.AsyncClient
 
     async def _send(self, method: str, path: str, json: dict[str, Any] | None = None) -> Any:
         for attempt in range(self.max_retries + 1):

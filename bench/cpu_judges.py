@@ -23,6 +23,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -208,7 +209,7 @@ def run_variant(model: str, variant: str) -> dict[str, Any]:
             "variant": variant,
             "engines": [_result(_spawn(model, dtype, cores, ["pairwise", "principle"], True, None), variant)],
         }
-    go = f"/tmp/cpu-judges-go-{os.getpid()}-{time.monotonic_ns()}"
+    go = os.path.join(tempfile.gettempdir(), f"cpu-judges-go-{os.getpid()}-{time.monotonic_ns()}")
     started = time.perf_counter()
     procs = [
         _spawn(model, dtype, cores, [role], False, go)

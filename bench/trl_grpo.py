@@ -16,20 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from serve_app.client.trl import GRPOReward
-from serve_app.local_service import BASE
+from serve_app.local_service import BASE, cpu_default_model_folder
 
 QUESTIONS = ["What is the capital of France?", "Name a prime number.", "What is 2 + 2?", "Say hello in Spanish."]
 RESULTS = Path(__file__).parent / "results" / "trl_grpo.md"
-
-
-def smollm2_tokenizer_folder() -> Path:
-    import yaml
-
-    from serve_app.local_service import ROOT
-    from serve_app.model_cache import converted_folder
-
-    args = yaml.safe_load((ROOT / "config.yaml").read_text())["applications"][0]["args"]
-    return converted_folder(args["principle"]["hosted"]["llm_config"]["model_loading_config"]["model_source"])
 
 
 def tiny_policy(tokenizer_folder: str | Path, seed: int = 0) -> tuple[Any, Any]:
@@ -119,7 +109,7 @@ def main() -> None:
                 timings.append(time.perf_counter() - started[-1])
 
     reward = Timed(a.url, num_generations=a.generations)
-    model, tokenizer = tiny_policy(a.tokenizer or smollm2_tokenizer_folder())
+    model, tokenizer = tiny_policy(a.tokenizer or cpu_default_model_folder())
     with tempfile.TemporaryDirectory() as out:
         trainer = grpo_trainer(model, tokenizer, reward, out, steps=a.steps, generations=a.generations, chat=a.chat)
         t0 = time.perf_counter()

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -19,6 +20,22 @@ ROOT = Path(__file__).resolve().parent.parent
 BASE = "http://127.0.0.1:8000"
 START_TIMEOUT_S = 900
 CONVERSATION = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def cpu_default_args() -> dict[str, Any]:
+    """The application args of config.yaml (the CPU default)."""
+    import yaml
+
+    return yaml.safe_load((ROOT / "config.yaml").read_text())["applications"][0]["args"]
+
+
+def cpu_default_model_folder() -> Path:
+    """The local folder of the model config.yaml serves (both judges; converted at its first start): its tokenizer
+    is what clients, tests and benchmarks of the CPU default tokenize with."""
+    from serve_app.model_cache import converted_folder
+
+    hosted = cpu_default_args()["principle"]["hosted"]
+    return converted_folder(hosted["llm_config"]["model_loading_config"]["model_source"])
 
 
 def _ready(client: httpx.Client) -> bool:

@@ -10,15 +10,15 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
 from serve_app.local_service import BASE, CONVERSATION, ROOT, serve_run
+from serve_app.local_service import cpu_default_args as cpu_args
+from serve_app.local_service import cpu_default_model_folder as smollm2_folder
 
-__all__ = ["BASE", "CONVERSATION", "ROOT", "serve_run"]
+__all__ = ["BASE", "CONVERSATION", "ROOT", "cpu_args", "serve_run", "smollm2_folder"]
 CANDIDATES = ["The capital of France is Paris.", "I think it is Lyon.", "Paris.", "France has no capital."]
 PRINCIPLE_DEPLOYMENT = "principle-genrm:smollm2-135m-principle"
 PAIRWISE_DEPLOYMENT = "pairwise-genrm:smollm2-135m-pairwise"
@@ -37,17 +37,6 @@ def metrics_text() -> str:
 
     connect()
     return scrape()
-
-
-def cpu_args() -> dict[str, Any]:
-    return yaml.safe_load((ROOT / "config.yaml").read_text())["applications"][0]["args"]
-
-
-def smollm2_folder() -> Path:
-    from serve_app.model_cache import converted_folder
-
-    source = cpu_args()["principle"]["hosted"]["llm_config"]["model_loading_config"]["model_source"]
-    return converted_folder(source)
 
 
 def judge_handle(deployment: str) -> Any:

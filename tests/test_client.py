@@ -148,3 +148,17 @@ def test_importing_the_client_pulls_in_no_serving_stack() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_batch_splits_into_runs_of_equal_prompts_cut_at_the_group_size() -> None:
+    from serve_app.client.rollouts import consecutive_groups
+
+    batch = ["a", "a", "b", "b", "b", "c"]
+    assert consecutive_groups(batch, 2) == [
+        (range(0, 2), True),
+        (range(2, 4), True),
+        (range(4, 5), False),
+        (range(5, 6), False),
+    ]
+    chat = [[{"role": "user", "content": "x"}], [{"content": "x", "role": "user"}], [{"role": "user", "content": "y"}]]
+    assert consecutive_groups(chat, None) == [(range(0, 2), True), (range(2, 3), True)]  # dicts compare by content

@@ -53,10 +53,11 @@ def consecutive_groups(prompts: Sequence[Prompt], group_size: int | None) -> lis
     Returns ``(positions, whole)`` per group. ``whole`` is False for a piece shorter than ``group_size`` — the
     part of a group that another process holds the rest of. Without ``group_size`` every run is one whole group.
     """
+    keys = [prompt_key(p) for p in prompts]
     groups: list[tuple[range, bool]] = []
     start = 0
-    for end in range(1, len(prompts) + 1):
-        if end < len(prompts) and prompt_key(prompts[end]) == prompt_key(prompts[start]):
+    for end in range(1, len(keys) + 1):
+        if end < len(keys) and keys[end] == keys[start]:
             continue
         if group_size is None:
             groups.append((range(start, end), True))

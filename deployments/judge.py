@@ -7,13 +7,16 @@ and constraints) and how it reads the answer; sending goes through :meth:`Judge.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from deployments.chat import ConversationInput, JudgeMessage, PromptFormat
 from deployments.engine_client import ChatClient, Completion
 from deployments.template_markers import NO_MARKERS, TemplateMarkers
+
+#: An engine sampling seed: vLLM seeds a torch generator with it, which takes a signed 64-bit integer.
+EngineSeed = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 
 
 class Sampling(BaseModel):
@@ -24,7 +27,7 @@ class Sampling(BaseModel):
     temperature: float = Field(default=0.6, ge=0.0, le=2.0)
     top_p: float = Field(default=0.95, gt=0.0, le=1.0)
     max_tokens: int = Field(default=16384, ge=1, description="reasoning plus answer")
-    seed: int | None = Field(default=None, description="engine sampling seed, for reproducible judge outputs")
+    seed: EngineSeed | None = Field(default=None, description="engine sampling seed, for reproducible judge outputs")
 
 
 class JudgeSettings(BaseModel):

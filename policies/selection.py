@@ -75,7 +75,7 @@ class SelectionConfig(BaseModel):
     )
     retries: int = Field(default=1, ge=0, le=5, description="extra attempts for a failed call")
     call_timeout_s: float | None = Field(default=None, gt=0.0)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, description="seeds the one random generator of a selection")
     swiss_rounds: int | None = Field(default=None, ge=1)
     adaptive_pairs_per_round: int | None = Field(default=None, ge=1)
     adaptive_stop_confidence: float = Field(default=0.97, gt=0.5, le=1.0)

@@ -39,7 +39,7 @@ class FaultInjection(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     garble_fraction: float = Field(ge=0.0, le=1.0)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
 
 
 class _JudgeConfig(BaseModel):

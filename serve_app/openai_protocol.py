@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from deployments.chat import Text
+from deployments.judge import EngineSeed
 
 #: The roles a message may carry: OpenAI's, and the custom ones the Nemotron GenRM templates read.
 MessageRole = Literal["system", "user", "assistant", "principle", "response_1", "response_2"]
@@ -59,7 +60,7 @@ class ChatCompletionRequest(BaseModel):
     max_tokens: int | None = Field(default=None, ge=1, description="deprecated by OpenAI; max_completion_tokens")
     max_completion_tokens: int | None = Field(default=None, ge=1)
     n: int | None = Field(default=None, description="only 1: one judgement per call")
-    seed: int | None = None
+    seed: EngineSeed | None = None
     stop: Text | Annotated[list[Text], Field(max_length=4)] | None = None
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)

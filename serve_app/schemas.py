@@ -73,7 +73,7 @@ class SelectionOptions(BaseModel):
     max_pairwise_calls: int | None = Field(default=None, ge=0, le=100_000, description="budget, retries included")
     swap: bool | None = Field(default=None, description="judge every pair in both orders")
     use_principle: bool | None = Field(default=None, description="also score candidates with the principle judge")
-    seed: int | None = Field(default=None, description="tie-breaks and random orders; same seed, same choice")
+    seed: int | None = Field(default=None, ge=0, description="tie-breaks and random orders; same seed, same choice")
     verdicts: VerdictMode | None = Field(
         default=None,
         description="'soft': each pairwise call counts with the expected margin of the judge's ranking belief (its "

@@ -103,6 +103,7 @@ def test_rank_batch_answers_each_group_as_rank_and_reports_failed_groups_in_plac
         {"conversation": CONVERSATION, "candidates": ["a, quality 1", "  "]},  # a 422-worthy group
         {"conversation": CONVERSATION, "candidates": [f"{k}, quality 1" for k in range(65)]},  # over max_candidates
         {**good, "strategy": "knockout", "swap": False},
+        {**good, "seed": -1},  # a seed the random generator cannot take
     ]
 
     async def go(http: httpx.AsyncClient) -> tuple[httpx.Response, httpx.Response]:
@@ -113,9 +114,9 @@ def test_rank_batch_answers_each_group_as_rank_and_reports_failed_groups_in_plac
     batch, alone = run(go)
     assert batch.status_code == 200, batch.text
     out = batch.json()
-    assert (out["judged"], out["failed"]) == (2, 2)
-    assert [e["status"] for e in out["results"]] == [200, 422, 422, 200]
-    assert [e["index"] for e in out["results"]] == [0, 1, 2, 3]
+    assert (out["judged"], out["failed"]) == (2, 3)
+    assert [e["status"] for e in out["results"]] == [200, 422, 422, 200, 422]
+    assert [e["index"] for e in out["results"]] == [0, 1, 2, 3, 4]
     first = out["results"][0]["result"]
     assert first["ranks"] == alone.json()["ranks"] == [3, 1, 2]
     assert first["scores"] == alone.json()["scores"]
@@ -123,6 +124,7 @@ def test_rank_batch_answers_each_group_as_rank_and_reports_failed_groups_in_plac
     empty = out["results"][1]["detail"]
     assert isinstance(empty, list) and empty[0]["loc"] == ["candidates"] and "candidate 1 is empty" in empty[0]["msg"]
     assert "65 candidates" in out["results"][2]["detail"]
+    assert out["results"][4]["detail"][0]["loc"] == ["seed"]
 
 
 def test_rank_batch_limits(run: Any) -> None:

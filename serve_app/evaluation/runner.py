@@ -480,7 +480,7 @@ class EvaluationRequest(BaseModel):
     sample: int | None = Field(
         default=None, ge=1, description="a fixed random subset of N items of each file (seeded: the same every run)"
     )
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
     concurrency: int | None = Field(
         default=None, ge=1, description="items in flight; default: the capacity the service reports on /readyz"
     )

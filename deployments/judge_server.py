@@ -10,7 +10,27 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from collections.abc import Mapping
 from typing import Any
+
+from deployments.engine_client import LOGPROBS_FROM_LAST, logprobs_from_last
+
+
+def _trim_logprobs(item: Any, marker: str) -> None:
+    """Cut the first choice's logprobs of a response (vLLM's model or a dict) down to ``marker``'s last occurrence."""
+    choices = item.get("choices") if isinstance(item, Mapping) else getattr(item, "choices", None)
+    if not choices:
+        return
+    choice = choices[0]
+    logprobs = choice.get("logprobs") if isinstance(choice, Mapping) else getattr(choice, "logprobs", None)
+    content = logprobs.get("content") if isinstance(logprobs, Mapping) else getattr(logprobs, "content", None)
+    if not content:
+        return
+    kept = list(logprobs_from_last(content, marker))
+    if isinstance(logprobs, Mapping):
+        logprobs["content"] = kept  # type: ignore[index]
+    else:
+        logprobs.content = kept
 
 
 class BatchedChat:
@@ -21,10 +41,15 @@ class BatchedChat:
 
     async def _answer(self, body: dict[str, Any]) -> dict[str, Any]:
         try:
+            marker = body.get(LOGPROBS_FROM_LAST)
+            if marker is not None:
+                body = {k: v for k, v in body.items() if k != LOGPROBS_FROM_LAST}
             stream = self.chat(self._chat_request(body))  # type: ignore[attr-defined]
             if inspect.isawaitable(stream):
                 stream = await stream  # LLMServer.chat is a coroutine that returns the generator
             async for item in stream:
+                if isinstance(marker, str) and marker:
+                    _trim_logprobs(item, marker)  # before the dump: the dump is most of the cost
                 return item.model_dump(mode="json") if hasattr(item, "model_dump") else dict(item)
             return {"error": {"message": "the engine closed the stream without an answer"}}
         except Exception as exc:  # one bad request must not fail the whole batch

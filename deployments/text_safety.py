@@ -40,6 +40,9 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
+#: The reasoning trace's delimiters in Qwen3-style models: what comes after the last THINK_CLOSE is the answer.
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+
 #: Control strings of ChatML / Qwen3 templates, and the added tokens of the CPU default's SmolLM2 vocabulary. Always
 #: applied; callers can add more (e.g. a tokenizer's ``all_special_tokens``). Any other ``<|...|>``-shaped string is
 #: caught by a generic pattern.
@@ -47,8 +50,8 @@ DEFAULT_SPECIAL_TOKENS: tuple[str, ...] = (
     "<|im_start|>",
     "<|im_end|>",
     "<|endoftext|>",
-    "<think>",
-    "</think>",
+    THINK_OPEN,
+    THINK_CLOSE,
     "<tool_call>",
     "</tool_call>",
     "<tool_response>",

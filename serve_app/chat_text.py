@@ -35,11 +35,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from deployments.chat import ChatMessage, validate_history
+from deployments.text_safety import THINK_CLOSE, THINK_OPEN
 
 #: what the judges see for a rollout with no answer text (only reasoning, cut off, or nothing at all)
 EMPTY_RESPONSE = "(empty response)"
-
-THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 
 #: BOS/EOS/PAD tokens of common tokenizers, stripped at the edges of texts (a tokenizer folder adds its own)
 COMMON_EDGE_TOKENS: tuple[str, ...] = (

@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 
-from deployments.engine_client import JudgeCallError, OpenAIHttpClient, ServeHandleClient, completion_from_openai
+from deployments.engine_client import (
+    LOGPROBS_FROM_LAST,
+    JudgeCallError,
+    OpenAIHttpClient,
+    ServeHandleClient,
+    completion_from_openai,
+    logprobs_from_last,
+)
 from deployments.judge_server import BatchedChat
 
 
@@ -151,7 +158,8 @@ def test_openai_endpoint_client(endpoint: tuple[str, list[dict[str, Any]]], monk
 
     async def main() -> None:
         good = OpenAIHttpClient(url, "good", api_key_env="JUDGE_KEY")
-        assert (await good.chat({"messages": [], "temperature": 0.6})).text == "hello"
+        asked = {"messages": [], "temperature": 0.6, LOGPROBS_FROM_LAST: "</think>"}
+        assert (await good.chat(asked)).text == "hello"
         bad = OpenAIHttpClient(url, "bad")
         with pytest.raises(JudgeCallError, match="HTTP 400: no"):
             await bad.chat({"messages": []})
@@ -165,3 +173,61 @@ def test_openai_endpoint_client(endpoint: tuple[str, list[dict[str, Any]]], monk
     assert seen[0]["path"] == "/v1/chat/completions"
     assert seen[0]["auth"] == "Bearer s3cret" and seen[1]["auth"] is None
     assert seen[0]["body"] == {"messages": [], "temperature": 0.6, "model": "good"}
+
+
+# ---- logprobs after the reasoning only ----------------------------------------------------------------------------
+
+TRACE = ["<think>", "Both", " are", " fine", "</th", "ink>", "\n", '{"', "ranking", '":', " 2", "}"]
+
+
+def _positions(tokens: list[str]) -> list[dict[str, Any]]:
+    return [
+        {"token": t, "logprob": -0.5, "bytes": None, "top_logprobs": [{"token": t, "logprob": -0.5}]} for t in tokens
+    ]
+
+
+@pytest.mark.parametrize(
+    ("tokens", "kept"),
+    [
+        (TRACE, TRACE[4:]),  # the marker split over two tokens: kept from the one where it starts
+        (["a</think>b", "</think>", "c"], ["</think>", "c"]),  # the last occurrence counts
+        (["x", "y</think>"], ["y</think>"]),
+        (["no", " trace"], ["no", " trace"]),  # never written: everything stays
+    ],
+)
+def test_logprobs_from_the_last_marker(tokens: list[str], kept: list[str]) -> None:
+    assert [e["token"] for e in logprobs_from_last(_positions(tokens), "</think>")] == kept
+
+
+class _TracingServer(BatchedChat):
+    """Answers with vLLM's own response model, as LLMServer does."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict[str, Any]] = []
+
+    async def chat(self, request: dict[str, Any]):
+        from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionResponse
+
+        self.seen.append(request)
+        body = _body("".join(TRACE), logprobs=_positions(TRACE))
+        body["choices"][0]["index"] = 0
+        yield ChatCompletionResponse.model_validate(
+            {**body, "model": "m", "usage": {**body["usage"], "total_tokens": 15}}
+        )
+
+
+def test_the_replica_sends_back_only_the_answers_logprobs() -> None:
+    pytest.importorskip("vllm", reason="vLLM's response model")
+    server = _TracingServer()
+    trimmed, whole = asyncio.run(
+        server.chat_many(
+            [
+                {"messages": [], "logprobs": True, LOGPROBS_FROM_LAST: "</think>"},
+                {"messages": [], "logprobs": True},  # e.g. the OpenAI front: a client's logprobs stay whole
+            ]
+        )
+    )
+    assert len(server.seen) == 2 and all(LOGPROBS_FROM_LAST not in r for r in server.seen)  # nor does the engine
+    assert [e["token"] for e in trimmed["choices"][0]["logprobs"]["content"]] == TRACE[4:]
+    assert [e["token"] for e in whole["choices"][0]["logprobs"]["content"]] == TRACE
+    assert trimmed["choices"][0]["message"]["content"] == whole["choices"][0]["message"]["content"]

@@ -212,6 +212,14 @@ def test_native_answer_after_the_reasoning_with_a_quoted_digit() -> None:
     assert ranking_belief(content(pieces, pieces.index("5"), top), 4) == (0, 0, 0, 1, 0, 0)
 
 
+def test_only_the_digits_position_needs_readable_logprobs() -> None:
+    """Positions elsewhere are read for their token text only: a broken alternative there does not hide the belief."""
+    lp = content(COMPACT, RANKING_AT, {"2": math.log(0.75), "3": math.log(0.25)})
+    lp[2]["top_logprobs"] = [{"token": "_", "logprob": "not a number"}]
+    lp[5]["logprob"] = None
+    assert ranking_belief(lp, 2) == pytest.approx((0, 0.75, 0.25, 0, 0, 0))
+
+
 def test_a_digit_with_a_leading_space_in_its_token() -> None:
     pieces = ['{"', "ranking", '":', " 6", "}"]
     belief = ranking_belief(content(pieces, 3, {" 6": math.log(0.9), " 5": math.log(0.1)}), 6)
@@ -220,7 +228,17 @@ def test_a_digit_with_a_leading_space_in_its_token() -> None:
 
 @pytest.mark.parametrize(
     "case",
-    ["no logprobs", "empty top", "token ids", "other digit", "merged digits", "malformed", "no verdict", "boxed"],
+    [
+        "no logprobs",
+        "empty top",
+        "token ids",
+        "other digit",
+        "merged digits",
+        "malformed",
+        "malformed digit",
+        "no verdict",
+        "boxed",
+    ],
 )
 def test_missing_or_unreadable_logprobs_leave_the_sampled_verdict(case: str) -> None:
     text = "".join(COMPACT)
@@ -239,6 +257,8 @@ def test_missing_or_unreadable_logprobs_leave_the_sampled_verdict(case: str) -> 
         lp = content([*COMPACT[:RANKING_AT], "2}"], RANKING_AT, {"2}": -0.1, "3}": -2.5})
     elif case == "malformed":
         lp = [{"token": 3}]
+    elif case == "malformed digit":  # only the digit's position is validated in full: there, a bad logprob counts
+        lp[RANKING_AT]["logprob"] = "high"
     elif case == "no verdict":
         lp = content(["no", " json", " here"], 0, {"no": -0.1})
     elif case == "boxed":  # the older GenRM's format has no JSON key to find the digit by

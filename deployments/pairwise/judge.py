@@ -8,10 +8,12 @@ from typing import Any, Literal
 from pydantic import Field
 
 from deployments.chat import ConversationInput, JudgeMessage
+from deployments.engine_client import LOGPROBS_FROM_LAST
 from deployments.judge import Judge, JudgeSettings
 from deployments.pairwise.logprobs import with_ranking_belief
 from deployments.pairwise.parse import VERDICT_KEYS, parse_pairwise
 from deployments.pairwise.prompt import PAIRWISE_JSON_SCHEMA, build_pairwise_messages, pairwise_untrusted_texts
+from deployments.text_safety import THINK_CLOSE
 from policies.verdicts import PairwiseResult
 
 #: The schema without the free-text analyses: small stand-in models then answer in a few tokens.
@@ -72,7 +74,8 @@ class PairwiseJudge(Judge):
 
     def _logprob_request(self) -> dict[str, Any]:
         k = self.settings.ranking_logprobs
-        return {"logprobs": True, "top_logprobs": k} if k > 0 else {}
+        # The belief is read after the reasoning (pairwise.parse.answer_start): the trace's logprobs stay behind.
+        return {"logprobs": True, "top_logprobs": k, LOGPROBS_FROM_LAST: THINK_CLOSE} if k > 0 else {}
 
     async def compare(
         self, conversation: ConversationInput, response_1: str, response_2: str, principle: str | None = None

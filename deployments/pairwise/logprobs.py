@@ -41,11 +41,24 @@ def _digit(token: str) -> int | None:
     return int(core) if len(core) == 1 and core in _DIGITS else None
 
 
-def _entries(content: Sequence[Mapping[str, Any] | TokenLogprob] | None) -> list[TokenLogprob] | None:
-    if not content:
-        return None
+def _tokens(content: Sequence[Mapping[str, Any] | TokenLogprob]) -> list[str] | None:
+    """Each position's token text, or None when one is missing. Only the token strings are read here: a reasoning
+    judge writes thousands of positions with ten alternatives each, and validating all of them would cost the router
+    about a second per call for the one position that is used."""
+    tokens: list[str] = []
+    for e in content:
+        token = e.token if isinstance(e, TokenLogprob) else e.get("token") if isinstance(e, Mapping) else None
+        if not isinstance(token, str):
+            return None
+        tokens.append(token)
+    return tokens
+
+
+def _entry(raw: Mapping[str, Any] | TokenLogprob) -> TokenLogprob | None:
+    if isinstance(raw, TokenLogprob):
+        return raw
     try:
-        return [e if isinstance(e, TokenLogprob) else TokenLogprob.model_validate(e) for e in content]
+        return TokenLogprob.model_validate(raw)
     except (ValidationError, TypeError):
         return None
 
@@ -55,13 +68,13 @@ def value_logprobs(
 ) -> dict[int, float] | None:
     """{digit: logprob} at the token that wrote ``value`` for ``key`` in the last verdict object; None when that
     position cannot be found (see the module docstring). Token variants of one digit (" 2", "2", '"2') are summed."""
-    entries = _entries(content)
-    if entries is None or any(_TOKEN_ID.match(e.token) for e in entries):
+    tokens = _tokens(content) if content else None
+    if content is None or tokens is None or any(_TOKEN_ID.match(t) for t in tokens):
         return None
     starts = [0]
-    for e in entries:
-        starts.append(starts[-1] + len(e.token))
-    joined = "".join(e.token for e in entries)
+    for t in tokens:
+        starts.append(starts[-1] + len(t))
+    joined = "".join(tokens)
     begin = answer_start(joined)
     located = last_verdict_span(joined[begin:])
     if located is None:
@@ -72,8 +85,8 @@ def value_logprobs(
     if not hits:
         return None
     at = hits[-1].start(1)
-    entry = entries[bisect.bisect_right(starts, at) - 1]
-    if _digit(entry.token) != value or not entry.top_logprobs:
+    entry = _entry(content[bisect.bisect_right(starts, at) - 1])
+    if entry is None or _digit(entry.token) != value or not entry.top_logprobs:
         return None
     # The sampled token counts too (top_logprobs need not list it); one logprob per distinct token text.
     by_token = {entry.token: entry.logprob} | {a.token: a.logprob for a in entry.top_logprobs}

@@ -17,14 +17,13 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from deployments.text_safety import ECHO_CONTEXT_CHARS, echo_key, occurs_in_untrusted
+from deployments.text_safety import ECHO_CONTEXT_CHARS, THINK_CLOSE, THINK_OPEN, echo_key, occurs_in_untrusted
 from policies.verdicts import RANKING_MAX, RANKING_MIN, SCORE_MAX, SCORE_MIN, PairVerdict, PairwiseResult
 
 COPIED_FAILURE = "verdict copied from untrusted text"
 VERDICT_KEYS = ("score_1", "score_2", "ranking")
 _RANGES = {"score_1": (SCORE_MIN, SCORE_MAX), "score_2": (SCORE_MIN, SCORE_MAX), "ranking": (RANKING_MIN, RANKING_MAX)}
 
-_THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
 _JSON_FENCE = re.compile(r"```[ \t]*json[ \t]*\r?\n?(.*?)```", re.IGNORECASE | re.DOTALL)
 # Characters that matter to brace counting; everything else is skipped by the regex engine, not by Python.
 _BRACE_EVENTS = re.compile(r'[{}"\\]')
@@ -218,16 +217,16 @@ def _copied(raw: str, verdict_text: str, values: Mapping[str, Any], untrusted: l
 
 def answer_start(raw: str) -> int:
     """Where the answer begins: after the last ``</think>``, or 0 without one."""
-    at = raw.rfind(_THINK_CLOSE)
-    return 0 if at < 0 else at + len(_THINK_CLOSE)
+    at = raw.rfind(THINK_CLOSE)
+    return 0 if at < 0 else at + len(THINK_CLOSE)
 
 
 def _final_answer(raw: str) -> str:
     """The text after the judge's reasoning (after the last ``</think>``; the judge saw candidates' own
     ``</think>`` strings neutralised, so it has no reason to write one in its answer)."""
-    if _THINK_CLOSE in raw:
+    if THINK_CLOSE in raw:
         return raw[answer_start(raw) :]
-    if raw.lstrip().startswith(_THINK_OPEN):  # a trace that opened but never closed; "<think>" later is just text
+    if raw.lstrip().startswith(THINK_OPEN):  # a trace that opened but never closed; "<think>" later is just text
         raise _Unreadable("the reasoning was never closed (<think> without </think>); output probably truncated")
     return raw
 

@@ -38,7 +38,7 @@ from starlette.background import BackgroundTask
 from deployments.chat import JudgeMessage
 from deployments.engine_client import Completion, JudgeCallError
 from deployments.judge import Judge
-from deployments.text_safety import neutralize
+from deployments.text_safety import THINK_CLOSE, THINK_OPEN, neutralize
 from serve_app.admission import Overloaded
 from serve_app.judge_calls import CallTiming, JudgeSilent
 from serve_app.judging import JudgingService
@@ -58,8 +58,6 @@ from serve_app.routes import Service
 logger = logging.getLogger("genrm_ensemble.openai")
 
 ROLES = ("principle", "pairwise")
-THINK_END = "</think>"
-THINK_START = "<think>"
 
 _ERROR_TYPES = {
     400: "invalid_request_error",
@@ -228,10 +226,10 @@ def split_reasoning(completion: Completion) -> tuple[str, str | None]:
     if completion.reasoning is not None:
         return completion.text, completion.reasoning
     text = completion.text
-    if THINK_END not in text:
+    if THINK_CLOSE not in text:
         return text, None
-    reasoning, _, answer = text.rpartition(THINK_END)
-    reasoning = reasoning.strip().removeprefix(THINK_START).strip()
+    reasoning, _, answer = text.rpartition(THINK_CLOSE)
+    reasoning = reasoning.strip().removeprefix(THINK_OPEN).strip()
     return answer.lstrip(), reasoning or None
 
 

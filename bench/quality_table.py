@@ -49,7 +49,7 @@ from scipy.stats import binomtest
 from bench.style_control import JudgedPair, style_effect_of_records
 from policies.debias import combine_results
 from policies.style import FEATURES, StyleEffect, style_features
-from policies.verdicts import MAX_MARGIN, PairVerdict, PairwiseResult, PrincipleResult, VerdictMode
+from policies.verdicts import MAX_MARGIN, PairVerdict, PairwiseResult, PrincipleResult, VerdictMode, mean_reward
 from serve_app.evaluation import metrics
 from serve_app.evaluation.records import JudgeBenchRecord, RMBenchRecord, item_id, load_records
 from serve_app.evaluation.runner import (
@@ -57,8 +57,7 @@ from serve_app.evaluation.runner import (
     OutputStore,
     Pair,
     Service,
-    _ensemble_margin,
-    _reward,
+    ensemble_margin,
     evaluate,
     run_models,
 )
@@ -388,12 +387,10 @@ def preferences(pairs: Sequence[StoredPair]) -> Preferences:
     values["soft"] = [_for_better(p, _combined(p, "soft")) for p in pairs]
     principle = []
     for p in pairs:
-        a, b = _reward(p.principle_first), _reward(p.principle_second)
+        a, b = mean_reward(p.principle_first), mean_reward(p.principle_second)
         principle.append(_for_better(p, None if a is None or b is None else a - b))
     values["principle"] = principle
-    values["ensemble"] = [
-        _for_better(p, _ensemble_margin(p.pair, p.principle_first, p.principle_second)) for p in pairs
-    ]
+    values["ensemble"] = [_for_better(p, ensemble_margin(p.pair, p.principle_first, p.principle_second)) for p in pairs]
     # Style control: β from all the run's pairs, then (cross-fitted) from all pairs but the record's own.
     effect = style_effect_of_records(_judged_pairs(pairs), outcome_mode="soft")
     offsets = style_offsets(effect, pairs, pairs)

@@ -30,7 +30,7 @@ from policies.debias import Comparison, combine_results, mean_helpfulness, swap_
 from policies.ensemble import EnsembleWeights, combine, standardize
 from policies.pairings import DESIGNS, Adaptive, DesignState, PairDesign, Swiss
 from policies.style import StyleEffect, fit_with_style
-from policies.verdicts import PairwiseResult, PrincipleResult, VerdictMode
+from policies.verdicts import PairwiseResult, PrincipleResult, VerdictMode, mean_reward
 
 PairwiseJudge = Callable[[int, int], Awaitable[PairwiseResult]]
 PrincipleJudge = Callable[[int], Awaitable[Sequence[PrincipleResult]]]
@@ -212,9 +212,8 @@ async def _run_round(
 def _principle_means(results: Sequence[Sequence[PrincipleResult]], n: int) -> np.ndarray:
     means = np.full(n, np.nan)
     for k, per_candidate in enumerate(results):
-        rewards = [r.reward for r in per_candidate if r.reward is not None]
-        if rewards:
-            means[k] = float(np.mean(rewards))
+        if (mean := mean_reward(per_candidate)) is not None:
+            means[k] = mean
     return means
 
 

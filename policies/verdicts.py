@@ -187,3 +187,10 @@ class PrincipleResult(BaseModel):
     @property
     def ok(self) -> bool:
         return self.reward is not None
+
+
+def mean_reward(results: Sequence[PrincipleResult] | None) -> float | None:
+    """The mean reward over the principles that were read, (1/|R|)·Σ_{r∈R} reward(r) with R the results that have
+    one; None when none has."""
+    rewards = [r.reward for r in results or () if r.reward is not None]
+    return sum(rewards) / len(rewards) if rewards else None

@@ -34,7 +34,7 @@ from deployments.chat import ChatMessage
 from policies.debias import combine_results
 from policies.duplicates import expand_result, group_duplicates
 from policies.selection import SelectionConfig, SelectionResult, select_best
-from policies.verdicts import PairwiseResult, PrincipleResult
+from policies.verdicts import PairwiseResult, PrincipleResult, mean_reward
 from serve_app.admission import Admission, Overloaded
 from serve_app.cohorts import Cohort, CohortRefused, Cohorts, Sample, prompt_fingerprint
 from serve_app.config import AppConfig, RouterConfig
@@ -573,10 +573,9 @@ class JudgingService:
             except Exception as exc:
                 raise self._refuse(stats, 503, f"the principle judge is unavailable: {exc}") from exc
         stats.status = "200"
-        rewards = [r.reward for r in results if r.reward is not None]
         return PrincipleScoreResponse(
             results=results,
-            mean_reward=sum(rewards) / len(rewards) if rewards else None,
+            mean_reward=mean_reward(results),
             truncated=bool(cut),
             overlong_policy=self.limits.overlong,
         )

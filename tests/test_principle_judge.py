@@ -23,7 +23,7 @@ from deployments.principle.prompt import (
     principle_untrusted_texts,
 )
 from deployments.text_safety import ECHO_CONTEXT_CHARS, open_marker
-from policies.verdicts import LOGPROB_FLOOR
+from policies.verdicts import LOGPROB_FLOOR, PrincipleResult, mean_reward
 
 CONVERSATION = [
     {"role": "user", "content": "What is 1+1?"},
@@ -401,3 +401,17 @@ def test_an_answer_split_into_pieces_is_read_at_the_position_after_the_judgement
     # not a plain answer after the judgement: still a failure, never a guess
     content[-1] = {"token": "ope", "logprob": -0.01}
     assert not parse_principle_logprobs(content, principle="correctness", tokens=tokens).ok
+
+
+@given(st.lists(st.one_of(st.none(), st.floats(-30, 30)), max_size=6))
+def test_mean_reward_is_the_mean_over_the_principles_that_were_read(rewards: list[float | None]) -> None:
+    results = [
+        PrincipleResult(principle=f"p{k}", reward=r, failure=None if r is not None else "unreadable")
+        for k, r in enumerate(rewards)
+    ]
+    read = [r for r in rewards if r is not None]
+    if read:
+        assert mean_reward(results) == pytest.approx(sum(read) / len(read))
+    else:
+        assert mean_reward(results) is None
+    assert mean_reward(None) is None

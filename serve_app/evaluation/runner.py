@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field
 
 from policies.debias import combine_results
 from policies.selection import SelectionConfig, select_best
-from policies.verdicts import PairwiseResult, PrincipleResult
+from policies.verdicts import PairwiseResult, PrincipleResult, mean_reward
 from serve_app.client.http import AsyncGenRMClient, ServiceError, ServiceRefused
 from serve_app.evaluation import metrics
 from serve_app.evaluation.records import (
@@ -323,12 +323,6 @@ async def run_benchmark(
 # --- scoring from stored outputs ----------------------------------------------------------------------------------
 
 
-def _reward(results: list[PrincipleResult] | None) -> float | None:
-    """Mean reward over the principles that were read; None when none was."""
-    values = [r.reward for r in results or [] if r.reward is not None]
-    return sum(values) / len(values) if values else None
-
-
 def _margin(pair: Pair | None) -> float | None:
     """The debiased preference for the first response of the pair (> 0: it is better)."""
     if pair is None:
@@ -336,12 +330,12 @@ def _margin(pair: Pair | None) -> float | None:
     return combine_results(0, 1, [pair.forward], [pair.backward]).margin
 
 
-def _ensemble_margin(
+def ensemble_margin(
     pair: Pair | None, a: list[PrincipleResult] | None, b: list[PrincipleResult] | None
 ) -> float | None:
     """score(a) − score(b) as the router's selection code ranks the two from the stored outputs; None when
     neither judge said anything usable about them."""
-    if _margin(pair) is None and (_reward(a) is None or _reward(b) is None):
+    if _margin(pair) is None and (mean_reward(a) is None or mean_reward(b) is None):
         return None
     failed = PairwiseResult(failure="no stored answer")
 
@@ -380,7 +374,7 @@ def score_rmbench(records: Sequence[RMBenchRecord], store: OutputStore) -> dict[
         out = store.done.get(("rmbench", item_id(r)))
         if out is None:
             continue
-        reward = {k: _reward(v) for k, v in out.principle.items()}
+        reward = {k: mean_reward(v) for k, v in out.principle.items()}
         rows["principle"].append(
             (r.domain, metrics.rmbench_cells([reward[f"c{i}"] for i in range(3)], [reward[f"r{j}"] for j in range(3)]))
         )
@@ -389,7 +383,7 @@ def score_rmbench(records: Sequence[RMBenchRecord], store: OutputStore) -> dict[
         ensemble_cells = [
             [
                 _better(
-                    _ensemble_margin(out.pairwise[f"c{i}|r{j}"], out.principle[f"c{i}"], out.principle[f"r{j}"]), 0.0
+                    ensemble_margin(out.pairwise[f"c{i}|r{j}"], out.principle[f"c{i}"], out.principle[f"r{j}"]), 0.0
                 )
                 for j in range(3)
             ]
@@ -404,11 +398,11 @@ def _two_response_verdicts(out: ItemOutputs, names: tuple[str, str]) -> dict[str
     the first response: > 0 prefers it. Order-free judges give the same value twice."""
     a, b = (out.principle.get(n) for n in names)
     pair = out.pairwise.get("|".join(names))
-    ra, rb = _reward(a), _reward(b)
+    ra, rb = mean_reward(a), mean_reward(b)
     principle = None if ra is None or rb is None else ra - rb
     forward = _first_preferred(pair.forward) if pair else None
     backward = -m if pair and (m := _first_preferred(pair.backward)) is not None else None
-    ensemble = _ensemble_margin(pair, a, b)
+    ensemble = ensemble_margin(pair, a, b)
     return {"principle": (principle, principle), "pairwise": (forward, backward), "ensemble": (ensemble, ensemble)}
 
 

@@ -291,6 +291,7 @@ def test_an_unknown_model_is_a_404_that_lists_the_served_ones(front: Front) -> N
         ({"logprobs": True, "top_logprobs": 25}, "top_logprobs", "less than or equal to 20"),
         ({"max_tokens": 5, "max_completion_tokens": 6}, None, "disagree"),
         ({"temperature": 3}, "temperature", "less than or equal to 2"),
+        ({"seed": 2**63}, "seed", "less than or equal to 9223372036854775807"),  # the engine's generator is int64
         ({"messages": [{"role": "user", "content": "x" * (MAX_TEXT_CHARS + 1)}]}, "messages.0.content", "at most"),
     ],
 )

@@ -4,12 +4,18 @@ A best-of-N round sends many judge calls at once. One Ray call per judge call co
 each, which on small machines is more than the rest of the router's work; :meth:`BatchedChat.chat_many` takes the
 whole round in one call and runs the requests concurrently inside the replica, where the engine batches them anyway.
 Requests travel as plain dicts and become vLLM's ChatCompletionRequest here, so the router never imports vLLM.
+
+On a machine where the engines and the router share a few cores (the CPU configs), ``GENRM_ENGINE_NICE`` in the
+judge's ``runtime_env`` lowers the replica's scheduling priority before its engine starts, so the engine processes
+it starts inherit it: the engines still get every idle cycle, but the proxy and the router, which need little CPU
+and answer refusals and health checks, no longer wait behind them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -60,12 +66,34 @@ class BatchedChat:
         return list(await asyncio.gather(*(self._answer(b) for b in bodies)))
 
 
+#: The environment variable a hosted judge reads its niceness increment from (0 to 19; unset: unchanged).
+ENGINE_NICE_ENV = "GENRM_ENGINE_NICE"
+
+
+def lower_priority(env: Mapping[str, str] = os.environ) -> int | None:
+    """Raise this process's niceness by ``env[ENGINE_NICE_ENV]``; the new niceness, or None when it is unset."""
+    raw = env.get(ENGINE_NICE_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        increment = int(raw)
+    except ValueError:
+        increment = -1
+    if not 0 <= increment <= 19:
+        raise ValueError(f"{ENGINE_NICE_ENV}={raw!r}: a niceness increment is an integer from 0 to 19")
+    return os.nice(increment)
+
+
 def judge_server_class() -> type:
     """LLMServer with :class:`BatchedChat` (built on demand: importing ray.serve.llm needs a vLLM build)."""
     from ray.llm._internal.serve.core.configs.openai_api_models import ChatCompletionRequest
     from ray.serve.llm import LLMServer
 
     class JudgeServer(BatchedChat, LLMServer):
+        async def __init__(self, *args: Any, **kwargs: Any) -> None:
+            lower_priority()  # before LLMServer starts the engine, whose processes inherit it
+            await super().__init__(*args, **kwargs)
+
         def _chat_request(self, body: dict[str, Any]) -> Any:
             return ChatCompletionRequest.model_validate({**body, "stream": False})
 

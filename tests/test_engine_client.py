@@ -231,3 +231,29 @@ def test_the_replica_sends_back_only_the_answers_logprobs() -> None:
     assert [e["token"] for e in trimmed["choices"][0]["logprobs"]["content"]] == TRACE[4:]
     assert [e["token"] for e in whole["choices"][0]["logprobs"]["content"]] == TRACE
     assert trimmed["choices"][0]["message"]["content"] == whole["choices"][0]["message"]["content"]
+
+
+# ---- the engine's scheduling priority ------------------------------------------------------------------------------
+
+
+def test_a_judge_replica_lowers_its_priority_as_its_environment_says() -> None:
+    """In a child process: niceness cannot be raised back, and the test process must keep its own."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os; from deployments.judge_server import lower_priority; before = os.nice(0); "
+        "assert lower_priority({}) is None and os.nice(0) == before; "
+        "after = lower_priority({'GENRM_ENGINE_NICE': '3'}); print(before, after)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    before, after = map(int, out.stdout.split())
+    assert after == min(before + 3, 19)  # the kernel caps niceness at 19
+
+
+@pytest.mark.parametrize("value", ["-5", "20", "ten"])
+def test_a_niceness_outside_0_to_19_is_refused_with_the_range(value: str) -> None:
+    from deployments.judge_server import ENGINE_NICE_ENV, lower_priority
+
+    with pytest.raises(ValueError, match="an integer from 0 to 19"):
+        lower_priority({ENGINE_NICE_ENV: value})

@@ -32,6 +32,24 @@ from live_service import (  # noqa: E402
 )
 
 
+def test_the_engines_run_below_the_router_and_the_proxy(service: httpx.Client) -> None:
+    """config.yaml's GENRM_ENGINE_NICE: every engine process a judge replica started is nicer than the router and
+    the proxy, so on two shared cores they answer first."""
+    psutil = pytest.importorskip("psutil")
+    from live_service import connect
+    from ray.util.state import list_actors
+
+    connect()
+    actors = {a.class_name: a.pid for a in list_actors(filters=[("state", "=", "ALIVE")], limit=10_000)}
+    judges = [pid for name, pid in actors.items() if name and "-genrm:" in name]
+    (router,) = [pid for name, pid in actors.items() if name and name.endswith(":Router")]
+    (proxy,) = [pid for name, pid in actors.items() if name == "ProxyActor"]
+    engines = [c for pid in judges for c in psutil.Process(pid).children(recursive=True)]
+    assert len(judges) == 2 and engines, (actors, engines)
+    light = max(psutil.Process(router).nice(), psutil.Process(proxy).nice())
+    assert all(e.nice() > light for e in engines), [(e.name(), e.nice()) for e in engines]
+
+
 def test_openapi_documents_every_route(service: httpx.Client) -> None:
     paths = service.get("/openapi.json").json()["paths"]
     for path in (

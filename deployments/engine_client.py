@@ -89,20 +89,29 @@ LOGPROBS_FROM_LAST = "genrm_logprobs_from_last"
 _Position = TypeVar("_Position")
 
 
-def logprobs_from_last(content: Sequence[_Position], marker: str) -> Sequence[_Position]:
-    """The positions of ``content`` (OpenAI logprob entries, as dicts or objects with ``token``) from the one whose
-    token text holds the start of the last ``marker`` on; all of them when the tokens never write it."""
+def token_texts(content: Sequence[Any]) -> list[str] | None:
+    """Each logprob position's token text (OpenAI entries, as dicts or objects with ``token``); None when one
+    position has none. Only the strings are read: a reasoning trace has thousands of positions."""
     tokens = [e.get("token") if isinstance(e, Mapping) else getattr(e, "token", None) for e in content]
-    if not all(isinstance(t, str) for t in tokens):
-        return content
-    joined = "".join(tokens)  # type: ignore[arg-type]
-    at = joined.rfind(marker)
-    if at < 0:
-        return content
+    return tokens if all(isinstance(t, str) for t in tokens) else None  # type: ignore[return-value]
+
+
+def position_at(tokens: Sequence[str], offset: int) -> int:
+    """The index of the position whose token holds character ``offset`` of ``"".join(tokens)``."""
     starts = [0]
     for t in tokens:
-        starts.append(starts[-1] + len(t))  # type: ignore[arg-type]
-    return content[bisect.bisect_right(starts, at) - 1 :]
+        starts.append(starts[-1] + len(t))
+    return bisect.bisect_right(starts, offset) - 1
+
+
+def logprobs_from_last(content: Sequence[_Position], marker: str) -> Sequence[_Position]:
+    """The positions of ``content`` from the one whose token text holds the start of the last ``marker`` on; all
+    of them when the tokens never write it (or a position has no token text)."""
+    tokens = token_texts(content)
+    if tokens is None:
+        return content
+    at = "".join(tokens).rfind(marker)
+    return content if at < 0 else content[position_at(tokens, at) :]
 
 
 class ChatClient(Protocol):

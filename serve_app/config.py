@@ -282,16 +282,21 @@ class AppConfig(BaseModel):
             raise ValueError("configure at least one judge: 'principle' and/or 'pairwise'")
         return self
 
+    def _shared_engine(self) -> tuple[HostedModel, HostedModel] | None:
+        """Both judges' hosted blocks when they name the same model id (one engine for both); None otherwise."""
+        p, q = self.principle, self.pairwise
+        if p is None or q is None or p.hosted is None or q.hosted is None or p.hosted.model_id != q.hosted.model_id:
+            return None
+        return p.hosted, q.hosted
+
     @model_validator(mode="after")
     def _one_engine_per_model_id(self) -> AppConfig:
         # A model id names one engine: two hosted judges with the same one share a deployment, which only makes
         # sense when they ask for the very same engine (write the block once and reference it with a YAML alias).
-        p, q = self.principle, self.pairwise
-        if p is None or q is None or p.hosted is None or q.hosted is None or p.hosted.model_id != q.hosted.model_id:
-            return self
-        if p.hosted != q.hosted:
+        shared = self._shared_engine()
+        if shared is not None and shared[0] != shared[1]:
             raise ValueError(
-                f"both judges host model_id {p.hosted.model_id!r}, which makes them share one engine, but their "
+                f"both judges host model_id {shared[0].model_id!r}, which makes them share one engine, but their "
                 f"'hosted' blocks differ; give both the same block (e.g. a YAML alias) or give each its own model_id "
                 f"for two engines"
             )
@@ -300,12 +305,4 @@ class AppConfig(BaseModel):
     def engine_role(self, role: str) -> str:
         """The role whose hosted engine serves ``role``: itself, or the principle judge's when the pairwise judge
         hosts the same model id (one engine for both; it takes the principle model card's engine defaults)."""
-        p, q = self.principle, self.pairwise
-        shared = (
-            p is not None
-            and q is not None
-            and p.hosted is not None
-            and q.hosted is not None
-            and p.hosted.model_id == q.hosted.model_id
-        )
-        return "principle" if role == "pairwise" and shared else role
+        return "principle" if role == "pairwise" and self._shared_engine() is not None else role

@@ -173,19 +173,17 @@ def converted_folder(source: str) -> Path:
 
 def ensure_local_model(source: str) -> str:
     """Return a folder vLLM can load for ``source``: unchanged unless it is a packaged GGUF (converted once)."""
-    if source.startswith(PARTS_SCHEME):
-        model = split_model(source)
-        target = converted_folder(source)
-        if not (target / _DONE_MARKER).is_file():
-            parts = part_files(model)  # before any work: a missing package is the common failure
-            _build_once(target, lambda out: _convert_split(model, parts, out), f"{model.name} {model.sha256}")
-        return str(target)
     if not is_package_source(source):
         return source
-    gguf = packaged_file(source)
     target = converted_folder(source)
     if not (target / _DONE_MARKER).is_file():
-        _build_once(target, lambda out: _convert_gguf(gguf, out), gguf.name)
+        if source.startswith(PARTS_SCHEME):
+            model = split_model(source)
+            parts = part_files(model)  # before any work: a missing package is the common failure
+            _build_once(target, lambda out: _convert_split(model, parts, out), f"{model.name} {model.sha256}")
+        else:
+            gguf = packaged_file(source)
+            _build_once(target, lambda out: _convert_gguf(gguf, out), gguf.name)
     return str(target)
 
 

@@ -17,7 +17,6 @@ Nothing here fails a call.
 
 from __future__ import annotations
 
-import bisect
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
+from deployments.engine_client import position_at, token_texts
 from deployments.pairwise.parse import answer_start, last_verdict_span
 from deployments.principle.parse import TokenLogprob
 from policies.verdicts import RANKING_LEVELS, PairwiseResult, belief_from_logprobs
@@ -39,19 +39,6 @@ _DIGITS = "0123456789"
 def _digit(token: str) -> int | None:
     core = token.strip(_AROUND_DIGIT)
     return int(core) if len(core) == 1 and core in _DIGITS else None
-
-
-def _tokens(content: Sequence[Mapping[str, Any] | TokenLogprob]) -> list[str] | None:
-    """Each position's token text, or None when one is missing. Only the token strings are read here: a reasoning
-    judge writes thousands of positions with ten alternatives each, and validating all of them would cost the router
-    about a second per call for the one position that is used."""
-    tokens: list[str] = []
-    for e in content:
-        token = e.token if isinstance(e, TokenLogprob) else e.get("token") if isinstance(e, Mapping) else None
-        if not isinstance(token, str):
-            return None
-        tokens.append(token)
-    return tokens
 
 
 def _entry(raw: Mapping[str, Any] | TokenLogprob) -> TokenLogprob | None:
@@ -68,12 +55,12 @@ def value_logprobs(
 ) -> dict[int, float] | None:
     """{digit: logprob} at the token that wrote ``value`` for ``key`` in the last verdict object; None when that
     position cannot be found (see the module docstring). Token variants of one digit (" 2", "2", '"2') are summed."""
-    tokens = _tokens(content) if content else None
-    if content is None or tokens is None or any(_TOKEN_ID.match(t) for t in tokens):
+    if not content:
         return None
-    starts = [0]
-    for t in tokens:
-        starts.append(starts[-1] + len(t))
+    # Only the token strings of every position are read; the one entry at the digit is validated in full.
+    tokens = token_texts(content)
+    if tokens is None or any(_TOKEN_ID.match(t) for t in tokens):
+        return None
     joined = "".join(tokens)
     begin = answer_start(joined)
     located = last_verdict_span(joined[begin:])
@@ -85,7 +72,7 @@ def value_logprobs(
     if not hits:
         return None
     at = hits[-1].start(1)
-    entry = _entry(content[bisect.bisect_right(starts, at) - 1])
+    entry = _entry(content[position_at(tokens, at)])
     if entry is None or _digit(entry.token) != value or not entry.top_logprobs:
         return None
     # The sampled token counts too (top_logprobs need not list it); one logprob per distinct token text.

@@ -99,7 +99,7 @@ def main() -> None:
 
     from serve_app.app import build_app
     from serve_app.config import AppConfig
-    from serve_app.judges import judge_llm_configs
+    from serve_app.core.judge_pool import judge_llm_configs
 
     app_args = yaml.safe_load((ROOT / "config.yaml").read_text())["applications"][0]["args"]
     config = AppConfig.model_validate(app_args)

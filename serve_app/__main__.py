@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         print(ensure_local_model(args.source))
         return 0
 
-    from serve_app.validate import validate_serve_config_file
+    from serve_app.config_check import validate_serve_config_file
 
     failed = False
     for path in args.files:

@@ -6,9 +6,9 @@ judges that host the same model id share one LLMServer (``AppConfig.engine_role`
 
 Cohorts and router replicas: the samples of one cohort must meet in one process. With one router replica (the
 CPU default) that replica holds the cohorts. With several (``router.deployment.num_replicas`` > 1, or autoscaling),
-the builder adds a ``CohortOwner`` deployment (``serve_app.router``) with exactly one replica: every router replica
-forwards ``/v1/reward`` to it over its handle, and it holds and judges all cohorts. Everything else is served by
-whichever replica receives it.
+the builder adds a ``CohortOwner`` deployment (``serve_app.ingress.deployment``) with exactly one replica: every
+router replica forwards ``/v1/reward`` to it over its handle, and it holds and judges all cohorts. Everything else
+is served by whichever replica receives it.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 
 from deployments.hosting import build_judge_deployment
 from serve_app.config import AppConfig, _JudgeConfig
-from serve_app.judges import JUDGE_HOSTS, judge_llm_configs, tokenizer_source
-from serve_app.router import CohortOwner, Router
+from serve_app.core.judge_pool import JUDGE_HOSTS, judge_llm_configs, tokenizer_source
+from serve_app.ingress.deployment import CohortOwner, Router
 
 #: the deployment that holds the cohorts when the router has several replicas
 COHORT_OWNER = "CohortOwner"

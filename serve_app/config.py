@@ -15,7 +15,11 @@ from deployments.hosting import HostedModel
 from deployments.pairwise.judge import PairwiseSettings
 from deployments.principle.judge import PrincipleSettings
 from policies.selection import SelectionConfig
-from serve_app.cohorts import CohortSettings
+from serve_app.core.cohorts import CohortSettings
+
+#: the two judge roles, in the order the service lists them
+JudgeRole = Literal["principle", "pairwise"]
+JUDGE_ROLES: tuple[JudgeRole, ...] = ("principle", "pairwise")
 
 
 class EndpointModel(BaseModel):
@@ -258,12 +262,6 @@ class RouterConfig(BaseModel):
                 raise ValueError(
                     f"{name} ({size}) is above max_candidates ({self.max_candidates}): a group is judged at once"
                 )
-        if self.cohorts.enabled and trainers.nemo_gym.reward_rule == "nemo_gym" and self.replicated:
-            raise ValueError(
-                "trainers.nemo_gym.reward_rule 'nemo_gym' keeps the /verify cohorts in the router replica that "
-                "receives them, so it needs one router replica; use reward_rule 'ensemble' (cohorts in the "
-                "CohortOwner) or router.deployment.num_replicas: 1"
-            )
         return self
 
 

@@ -67,7 +67,7 @@ def deployed(app: Any, name: str, client: httpx.Client, timeout_s: float = 120) 
 def router_app(config: dict[str, Any], principle: Any, pairwise: Any, name: str) -> Any:
     """A router with ``config`` (AppConfig args) in front of the given judge handles or deployments."""
     from serve_app.config import AppConfig
-    from serve_app.router import Router
+    from serve_app.ingress.deployment import Router
 
     tokenizer = str(smollm2_folder())
     args = AppConfig.model_validate(config).model_dump(mode="json")

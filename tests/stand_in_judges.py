@@ -1,4 +1,4 @@
-"""Stand-in judges for in-process route tests: a replica's real FastAPI app (``serve_app.api.build_api``) and
+"""Stand-in judges for in-process route tests: a replica's real FastAPI app (``serve_app.ingress.asgi.build_api``) and
 JudgingService in front of judges that answer at once, with no Ray and no engine.
 
 * :class:`QualityClient` is a pairwise *model*: behind the real ``PairwiseJudge`` (prompts built, answers parsed),
@@ -27,10 +27,10 @@ import httpx
 from deployments.engine_client import Completion
 from deployments.pairwise.judge import PairwiseJudge, PairwiseSettings
 from policies.verdicts import PrincipleResult
-from serve_app.api import build_api
 from serve_app.config import AppConfig
-from serve_app.judges import Judges
-from serve_app.judging import JudgingService
+from serve_app.core.judge_pool import Judges
+from serve_app.core.service import JudgingService
+from serve_app.ingress.asgi import build_api
 
 CONVERSATION = [{"role": "user", "content": "Name a prime number."}]
 _QUALITY = re.compile(r"quality (\d+)")

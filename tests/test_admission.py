@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("ray.serve", reason="the router module needs ray[serve]")
 
-from serve_app.admission import Admission, Overloaded
+from serve_app.core.admission import Admission, Overloaded
 
 
 def test_admission_bounds_running_and_waiting() -> None:

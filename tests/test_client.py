@@ -1,4 +1,4 @@
-"""The Python client against a replica's real app (serve_app.api.build_api under uvicorn, stand-in judges).
+"""The Python client against a replica's real app (serve_app.ingress.asgi.build_api under uvicorn, stand-in judges).
 
 The stand-in pairwise model prefers the response with the higher "quality N", so choices are known in advance; the
 admission limits, the bearer-token gate and the 422s are the real service's.
@@ -20,10 +20,10 @@ pytest.importorskip("uvicorn")
 
 from stand_in_judges import CONVERSATION, QualityClient, QualityPrinciple, served, stand_in_service
 
-from serve_app.api import build_api
 from serve_app.client import AsyncGenRMClient, GenRMClient, ServiceError, ServiceRefused
 from serve_app.client.http import describe_detail
-from serve_app.schemas import BestOfNResponse, RankRequest, RankResponse
+from serve_app.ingress.asgi import build_api
+from serve_app.protocols.genrm_api import BestOfNResponse, RankRequest, RankResponse
 
 CANDIDATES = ["quality 1", "quality 3", "quality 2"]
 

@@ -17,10 +17,10 @@ pytest.importorskip("ray.serve", reason="the router's metrics need ray[serve]")
 
 from test_rl_routes import CONVERSATION, QualityClient, service
 
-from serve_app.api import build_api
 from serve_app.config import RouterConfig
-from serve_app.judging import JudgingService
-from serve_app.validate import validate_serve_config
+from serve_app.config_check import validate_serve_config
+from serve_app.core.service import JudgingService
+from serve_app.ingress.asgi import build_api
 
 ROOT = Path(__file__).resolve().parent.parent
 

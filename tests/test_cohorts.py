@@ -12,7 +12,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from serve_app.cohorts import Cohort, CohortOutcome, CohortRefused, Cohorts, CohortSettings, Sample, prompt_fingerprint
+from serve_app.core.cohorts import (
+    Cohort,
+    CohortOutcome,
+    CohortRefused,
+    Cohorts,
+    CohortSettings,
+    Sample,
+    prompt_fingerprint,
+)
 
 PROMPT = [[["user", "What is 2 + 2?"]], ["correctness"], None]
 FINGERPRINT = prompt_fingerprint(PROMPT)

@@ -14,7 +14,7 @@ from deployments.pairwise import host as pairwise_host
 from deployments.principle import host as principle_host
 from serve_app.__main__ import main as cli
 from serve_app.config import AppConfig
-from serve_app.validate import validate_serve_config, validate_serve_config_file
+from serve_app.config_check import validate_serve_config, validate_serve_config_file
 
 pytest.importorskip("ray.serve.llm", reason="needs ray[serve] with a vLLM build")
 

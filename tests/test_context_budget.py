@@ -7,14 +7,14 @@ from typing import Any
 
 import pytest
 import yaml
-from fastapi import HTTPException
 
 from deployments.chat import ChatMessage
 from deployments.context import ContextBudget, chat_tokens
 from deployments.pairwise.judge import PairwiseJudge, PairwiseSettings
 from deployments.principle.judge import PrincipleJudge, PrincipleSettings
 from deployments.principle.parse import VerdictTokens
-from serve_app.fitting import fit_texts as _fit_texts
+from serve_app.core.fitting import fit_texts as _fit_texts
+from serve_app.core.refusal import Refusal
 
 transformers = pytest.importorskip("transformers")
 
@@ -82,13 +82,13 @@ def test_short_texts_pass_unchanged(budgets: dict[str, ContextBudget]) -> None:
 
 def test_reject_names_the_text_its_length_and_the_room(budgets: dict[str, ContextBudget]) -> None:
     long = "word " * 3000
-    with pytest.raises(HTTPException) as caught:
+    with pytest.raises(Refusal) as caught:
         _fit_texts(budgets, CONVERSATION, ["Paris.", long], ["correctness"], "reject", "candidate")
-    assert caught.value.status_code == 422
+    assert caught.value.status == 422
     pairwise = budgets["pairwise"]  # two responses per call: the tighter judge, so the one named
     room = pairwise.room(pairwise.conversation_tokens(CONVERSATION), pairwise.count("correctness"))
     expected = f"candidate 1 is {pairwise.count(long)} tokens; the pairwise judge's context leaves room for {room} "
-    assert str(caught.value.detail).startswith(expected) and "'truncate'" in str(caught.value.detail)
+    assert caught.value.message.startswith(expected) and "'truncate'" in caught.value.message
 
 
 def test_truncate_cuts_to_the_tightest_judge_and_reports_it(budgets: dict[str, ContextBudget]) -> None:
@@ -109,6 +109,6 @@ def test_a_conversation_that_fills_the_context_is_refused_under_either_policy(
 ) -> None:
     conversation = [ChatMessage(role="user", content="word " * 2000)]
     for policy in ("reject", "truncate"):
-        with pytest.raises(HTTPException, match="no room") as caught:
+        with pytest.raises(Refusal, match="no room") as caught:
             _fit_texts(budgets, conversation, ["Paris."], [], policy, "candidate")
-        assert caught.value.status_code == 422
+        assert caught.value.status == 422

@@ -10,7 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from serve_app.config import AppConfig
-from serve_app.judges import judge_llm_configs
+from serve_app.core.judge_pool import judge_llm_configs
 from serve_app.model_cache import PARTS_SCHEME, split_model
 
 pytest.importorskip("ray.serve.llm", reason="needs ray[serve] with a vLLM build")
@@ -24,7 +24,7 @@ def _args() -> dict:
 
 
 def test_quality_config_validates_with_ray_schemas() -> None:
-    from serve_app.validate import validate_serve_config_file
+    from serve_app.config_check import validate_serve_config_file
 
     (app,) = validate_serve_config_file(QUALITY)
     principle, pairwise = app.llm_configs["principle"], app.llm_configs["pairwise"]

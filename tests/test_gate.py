@@ -11,7 +11,7 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 
-from serve_app.gate import Gate as _Gate
+from serve_app.ingress.gate import Gate as _Gate
 
 app = FastAPI()
 

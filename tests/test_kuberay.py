@@ -263,7 +263,7 @@ def test_readme_steps_name_what_the_manifests_create(production: dict[str, Any])
     import json
     import re
 
-    from serve_app.schemas import BestOfNRequest
+    from serve_app.protocols.genrm_api import BestOfNRequest
 
     text = (ROOT / "README.md").read_text()
     section = text[text.index("## Running on Kubernetes (KubeRay)") : text.index("## Layout")]

@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("ray.serve", reason="the metrics module needs ray[serve]")
 
-from serve_app.metrics import RequestStats, record
+from serve_app.core.stats import RequestStats, record
 
 
 class _Recorder:

@@ -178,7 +178,7 @@ class ScriptedClient:
 
 
 def control_tokens(tokenizer: Any) -> list[str]:
-    # As serve_app.judges.control_tokens.
+    # As serve_app.core.judge_pool.control_tokens.
     return sorted({*tokenizer.all_special_tokens, *tokenizer.get_added_vocab()})
 
 

@@ -17,7 +17,8 @@ from stand_in_judges import CONVERSATION, run_app
 
 from serve_app.chat_text import EMPTY_RESPONSE
 from serve_app.config import AppConfig
-from serve_app.routes.nemo_gym import ResponseObject, output_text
+from serve_app.protocols.nemo_gym_api import ResponseObject
+from serve_app.serving.nemo_gym_serving import output_text
 
 NEMO_GYM_RULE = {"trainers": {"nemo_gym": {"reward_rule": "nemo_gym"}}}
 

@@ -1,9 +1,10 @@
 """The OpenAI-compatible front (/v1/chat/completions, /v1/models) driven by the real ``openai`` package.
 
-The replica's real FastAPI app (serve_app.api.build_api) runs under uvicorn on a free local port in a background
-thread, in front of the real PairwiseJudge and PrincipleJudge objects whose clients are stand-ins that record what
-reaches "the engine" and answer what the test scripts: no Ray, no engine. The pairwise judge is in the native format
-with template markers, as the GenRM checkpoints run, so its neutralisation covers both control tokens and markers.
+The replica's real FastAPI app (serve_app.ingress.asgi.build_api) runs under uvicorn on a free local port in a
+background thread, in front of the real PairwiseJudge and PrincipleJudge objects whose clients are stand-ins that
+record what reaches "the engine" and answer what the test scripts: no Ray, no engine. The pairwise judge is in the
+native format with template markers, as the GenRM checkpoints run, so its neutralisation covers both control tokens
+and markers.
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ from deployments.pairwise.judge import PairwiseJudge, PairwiseSettings  # noqa: 
 from deployments.principle.judge import PrincipleJudge, PrincipleSettings  # noqa: E402
 from deployments.principle.parse import VerdictTokens  # noqa: E402
 from deployments.template_markers import TemplateMarkers  # noqa: E402
-from serve_app.api import build_api  # noqa: E402
 from serve_app.config import AppConfig  # noqa: E402
-from serve_app.judges import Judges  # noqa: E402
-from serve_app.judging import JudgingService  # noqa: E402
+from serve_app.core.judge_pool import Judges  # noqa: E402
+from serve_app.core.service import JudgingService  # noqa: E402
+from serve_app.ingress.asgi import build_api  # noqa: E402
 
 PRINCIPLE_MODEL = "genrm-principle-test"
 PAIRWISE_MODEL = "genrm-pairwise-test"

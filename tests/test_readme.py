@@ -30,7 +30,7 @@ def test_readme_commands_and_curl_example_match_the_project() -> None:
     valid request for the documented route."""
     import json
 
-    from serve_app.schemas import BestOfNRequest
+    from serve_app.protocols.genrm_api import BestOfNRequest
 
     text = README.read_text()
     commands = re.findall(r"```bash\n(python3 -m venv .*?)\n```", text)

@@ -1,5 +1,6 @@
-"""/v1/reward and /v1/rank_batch through the real FastAPI app of a replica (serve_app.api.build_api), in process,
-with a stand-in pairwise judge behind the real PairwiseJudge (prompts built, answers parsed): no Ray, no engine.
+"""/v1/reward and /v1/rank_batch through the real FastAPI app of a replica (serve_app.ingress.asgi.build_api), in
+process, with a stand-in pairwise judge behind the real PairwiseJudge (prompts built, answers parsed): no Ray, no
+engine.
 
 The stand-in (tests/stand_in_judges.py) reads "quality N" from each response of a pair and prefers the higher, so
 ranks are predictable."""
@@ -18,7 +19,7 @@ pytest.importorskip("ray.serve", reason="the router's metrics need ray[serve]")
 from stand_in_judges import CONVERSATION, QualityClient, run_app
 from stand_in_judges import stand_in_service as service
 
-from serve_app.api import build_api
+from serve_app.ingress.asgi import build_api
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from live_service import BASE, CONVERSATION, smollm2_folder  # noqa: E402
 
 from serve_app.client import AsyncGenRMClient, GenRMClient  # noqa: E402
 from serve_app.client.trl import GRPOReward  # noqa: E402
-from serve_app.schemas import RankResponse, RewardResponse  # noqa: E402
+from serve_app.protocols.genrm_api import RankResponse, RewardResponse  # noqa: E402
 
 QUESTION = CONVERSATION[-1]["content"]
 GROUP = 4

@@ -26,7 +26,7 @@ from policies.verdicts import (
     expected_margin,
     margin_spread,
 )
-from serve_app.schemas import BestOfNRequest
+from serve_app.protocols.genrm_api import BestOfNRequest
 
 # ---- the math -------------------------------------------------------------------------------------------------
 

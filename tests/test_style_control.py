@@ -18,7 +18,7 @@ from policies import bradley_terry as bt
 from policies.selection import SelectionConfig, select_best
 from policies.style import COLLINEAR, CONSTANT, FEATURES, TOO_FEW, fittable_features, style_features
 from policies.verdicts import PairVerdict
-from serve_app.schemas import RankRequest
+from serve_app.protocols.genrm_api import RankRequest
 
 MARKDOWN = """# Title
 Some **bold** text and __more bold__, not ** spaced **.

@@ -2,7 +2,7 @@
 
 - :mod:`serve_app.client.http`: :class:`GenRMClient` and :class:`AsyncGenRMClient` (every route of the project's
   API, typed with its own request and response models);
-- :mod:`serve_app.client.grouping`: how per-sample trainer calls find their group;
+- :mod:`serve_app.client.rollouts`: reading a trainer's prompts and completions, finding a batch's groups;
 - :mod:`serve_app.client.trl`, :mod:`serve_app.client.verl`, :mod:`serve_app.client.areal`: each trainer's reward
   function, in the signature that trainer calls.
 

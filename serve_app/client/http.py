@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel
 
-from serve_app.schemas import (
+from serve_app.protocols.genrm_api import (
     BestOfNRequest,
     BestOfNResponse,
     CompareRequest,

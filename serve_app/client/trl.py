@@ -26,7 +26,7 @@ from serve_app.client.rollouts import (
     conversation_of,
     response_of,
 )
-from serve_app.schemas import RankResponse, RewardResponse
+from serve_app.protocols.genrm_api import RankResponse, RewardResponse
 
 #: Called with the group's positions in the batch and the service's answer(s), e.g. to log the judges' details.
 OnResponse = Callable[[range, RankResponse | list[RewardResponse]], None]

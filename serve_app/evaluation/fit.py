@@ -18,9 +18,9 @@ from pydantic import BaseModel
 
 from deployments.chat import ChatMessage
 from deployments.context import ContextBudget
-from serve_app.config import AppConfig
+from serve_app.config import JUDGE_ROLES, AppConfig
+from serve_app.core.fitting import MIN_RESPONSE_TOKENS
 from serve_app.evaluation.records import JudgeBenchRecord, RMBenchRecord
-from serve_app.fitting import MIN_RESPONSE_TOKENS
 
 
 @dataclass
@@ -126,17 +126,17 @@ class _NoCalls:
 
 def budgets_from_serve_config(path: str) -> tuple[AppConfig, dict[str, ContextBudget]]:
     """The judges' budgets for the first application of a Serve config file, built by the router's own
-    :func:`~serve_app.judges.build_judges` (same tokenizers, special tokens and template markers). Packaged models
-    are converted into the local cache once, as `serve run` would; no engine is started."""
+    :func:`~serve_app.core.judge_pool.build_judges` (same tokenizers, special tokens and template markers).
+    Packaged models are converted into the local cache once, as `serve run` would; no engine is started."""
     import yaml
 
-    from serve_app.judges import build_judges, judge_llm_configs, tokenizer_source
+    from serve_app.core.judge_pool import build_judges, judge_llm_configs, tokenizer_source
 
     with open(path) as f:
         document = yaml.safe_load(f)
     config = AppConfig.model_validate(document["applications"][0].get("args") or {})
     llm_fields = judge_llm_configs(config)
-    roles = [role for role in ("principle", "pairwise") if getattr(config, role) is not None]
+    roles = [role for role in JUDGE_ROLES if getattr(config, role) is not None]
     tokenizers = {role: tokenizer_source(getattr(config, role), llm_fields.get(role)) for role in roles}
     judges = build_judges(config, tokenizers, clients={role: _NoCalls() for role in roles})
     return config, judges.budgets

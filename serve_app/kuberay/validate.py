@@ -4,7 +4,7 @@
    validation is: an unknown (e.g. misspelled) field is an error, not silently pruned.
 2. KubeRay's name rules: the RayService and its worker groups are DNS-1035 labels of at most 47 characters.
 3. ``serveConfigV2`` through Ray's ServeDeploySchema, the application config, and each hosted model through
-   ray.serve.llm's LLMConfig (:func:`serve_app.validate.validate_serve_config`).
+   ray.serve.llm's LLMConfig (:func:`serve_app.config_check.validate_serve_config`).
 4. Fit: every judge's placement groups (and the router replicas) are placed on the worker pods the way Ray's
    scheduler must place them — STRICT_PACK bundles together on one pod — with the GPUs, CPUs and pinning resources
    the pods offer, both when the cluster starts and at the autoscaling maxima.
@@ -244,7 +244,7 @@ def _describe(free: dict[str, float]) -> str:
 def validate_rayservice(manifest: dict[str, Any], crd_schema: dict[str, Any] | None = None) -> list[str]:
     """Every problem found in ``manifest`` (empty: valid). ``crd_schema`` from :func:`load_crd_schema`; without it
     the schema check is skipped."""
-    from serve_app.validate import validate_serve_config
+    from serve_app.config_check import validate_serve_config
 
     if manifest.get("kind") != "RayService":
         return [f"kind: expected RayService, got {manifest.get('kind')!r}"]

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from serve_app.config import _JudgeConfig
-from serve_app.metrics import RequestStats
-from serve_app.openai_protocol import ModelCard
-from serve_app.routes import Service, answered
-from serve_app.schemas import (
+from serve_app.config import JUDGE_ROLES
+from serve_app.core.stats import RequestStats
+from serve_app.protocols.genrm_api import (
     BestOfNRequest,
     BestOfNResponse,
     CompareRequest,
@@ -22,6 +20,8 @@ from serve_app.schemas import (
     RankResponse,
     ReadinessReport,
 )
+from serve_app.protocols.openai_api import ModelCard
+from serve_app.routes import Service, reply
 
 router = APIRouter()
 
@@ -29,31 +29,30 @@ router = APIRouter()
 @router.post("/v1/best_of_n", response_model=BestOfNResponse, summary="Choose the best of N candidates")
 async def best_of_n(body: BestOfNRequest, service: Service) -> Response:
     stats = RequestStats("best_of_n")
-    return answered(service, await service.best_of_n(body, stats), stats)
+    return reply(service, await service.best_of_n(body, stats), stats)
 
 
 @router.post("/v1/rank", response_model=RankResponse, summary="Scores for all N candidates (e.g. RLHF rollouts)")
 async def rank(body: RankRequest, service: Service) -> Response:
     stats = RequestStats("rank")
-    return answered(service, await service.rank(body, stats), stats)
+    return reply(service, await service.rank(body, stats), stats)
 
 
 @router.post("/v1/principle_score", response_model=PrincipleScoreResponse, summary="Score one response per principle")
 async def principle_score(body: PrincipleScoreRequest, service: Service) -> Response:
     stats = RequestStats("principle_score")
-    return answered(service, await service.principle_score(body, stats), stats)
+    return reply(service, await service.principle_score(body, stats), stats)
 
 
 @router.post("/v1/compare", response_model=CompareResponse, summary="Compare two responses in both orders")
 async def compare(body: CompareRequest, service: Service) -> Response:
     stats = RequestStats("compare")
-    return answered(service, await service.compare(body, stats), stats)
+    return reply(service, await service.compare(body, stats), stats)
 
 
 @router.get("/healthz", response_model=Health, summary="Liveness of the router")
 async def healthz(service: Service) -> Health:
-    judges = [name for name in ("principle", "pairwise") if getattr(service, name)]
-    return Health(status="ok", judges=judges, ready=service.readiness.ready)
+    return Health(status="ok", judges=list(service.judges()), ready=service.readiness.ready)
 
 
 @router.get(
@@ -82,9 +81,8 @@ async def readyz(service: Service) -> Response:
 @router.get("/v1/models", response_model=ModelsResponse, summary="The judge models behind this service")
 async def models(service: Service) -> ModelsResponse:
     judges = []
-    for role in ("principle", "pairwise"):
-        cfg: _JudgeConfig | None = getattr(service.config, role)
-        if cfg is not None:
+    for role in JUDGE_ROLES:
+        if (cfg := getattr(service.config, role)) is not None:
             judges.append(
                 JudgeInfo(
                     role=role,  # type: ignore[arg-type]

@@ -1,68 +1,15 @@
-"""LLaMA-Factory's API reward model (PPO with ``reward_model_type: api``): ``POST /v1/score/evaluation``.
-
-LLaMA-Factory posts ``{"model": "model", "messages": [str]}``, each message one whole sample — its prompt and
-response token ids decoded together, special tokens kept — and reads ``{"scores": [float]}``.
-
-* **Splitting.** There is no separate prompt, so each text is cut at its last assistant header (ChatML, Llama 3 or
-  Gemma; :mod:`serve_app.chat_text`, with ``router.trainers.llamafactory.policy_tokenizer`` when set). A text in
-  another template cannot be split and is refused (422, saying so).
-* **Scoring** (``router.trainers.llamafactory.scoring``). PPO generates one response per prompt, so there is usually
-  no group to compare: ``principle`` scores each text on its own with the principle judge (the mean reward over
-  ``router.default_principles``, 0.0 when no principle could be read), comparable across prompts; ``rank`` ranks the
-  texts of one prompt together (a prompt with one text scores 0); ``auto`` is ``principle`` when that judge is
-  configured, else ``rank``.
-"""
+"""LLaMA-Factory's API reward model route: ``POST /v1/score/evaluation`` (served by
+:class:`~serve_app.serving.llamafactory_serving.LlamaFactoryServing`)."""
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter, Response
-from pydantic import BaseModel, ConfigDict, Field
 
-from deployments.chat import Text
-from serve_app.judging import JudgingService
-from serve_app.metrics import RequestStats
-from serve_app.protocols import Rollout, core_body, policy_reader, rank_by_prompt, read_text, reply
-from serve_app.routes import Service
-from serve_app.schemas import PrincipleScoreRequest
+from serve_app.protocols.llamafactory_api import ScoreEvaluationRequest, ScoreEvaluationResponse
+from serve_app.routes import Service, reply
+from serve_app.serving.llamafactory_serving import LlamaFactoryServing
 
 router = APIRouter(tags=["LLaMA-Factory"])
-
-
-class ScoreEvaluationRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    model: str | None = Field(default=None, description="LLaMA-Factory sends 'model'; not used")
-    messages: list[Text] = Field(description="per sample: the whole decoded text, prompt and response")
-
-
-class ScoreEvaluationResponse(BaseModel):
-    scores: list[float] = Field(description="per message, in request order (higher is better)")
-
-
-async def _principle_scores(service: JudgingService, samples: list[Rollout]) -> tuple[list[float], list[RequestStats]]:
-    principles = service.limits.default_principles
-    bodies = [
-        core_body(PrincipleScoreRequest, f"messages[{k}]", conversation=conv, response=response, principles=principles)
-        for k, (conv, response) in enumerate(samples)
-    ]
-    stats = [RequestStats("llamafactory") for _ in bodies]
-    # At most as many at once as the router runs: a PPO batch is larger than its queue would take.
-    gate = asyncio.Semaphore(service.limits.max_concurrent_requests)
-
-    async def one(body: PrincipleScoreRequest, s: RequestStats) -> float:
-        async with gate:
-            answer = await service.principle_score(body, s)
-        return answer.mean_reward if answer.mean_reward is not None else 0.0
-
-    results = await asyncio.gather(*(one(b, s) for b, s in zip(bodies, stats, strict=True)), return_exceptions=True)
-    scores: list[float] = []
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
-        scores.append(result)
-    return scores, stats
 
 
 @router.post(
@@ -74,17 +21,5 @@ async def _principle_scores(service: JudgingService, samples: list[Rollout]) -> 
     "assistant header of a known chat template (ChatML, Llama 3, Gemma), invalid text.",
 )
 async def score_evaluation(body: ScoreEvaluationRequest, service: Service) -> Response:
-    settings = service.limits.trainers.llamafactory
-    reader = policy_reader(settings, "llamafactory")
-    samples = [read_text(lambda t=t: reader.split(t), f"messages[{k}]") for k, t in enumerate(body.messages)]
-    if not samples:
-        return reply(service, ScoreEvaluationResponse(scores=[]).model_dump_json())
-    scoring = settings.scoring
-    if scoring == "auto":
-        scoring = "principle" if service.principle is not None else "rank"
-    if scoring == "principle":
-        scores, stats = await _principle_scores(service, samples)
-    else:
-        ranked = await rank_by_prompt(service, samples, "messages")
-        scores, stats = ranked.scores, ranked.stats
-    return reply(service, ScoreEvaluationResponse(scores=scores).model_dump_json(), *stats)
+    answer, stats = await LlamaFactoryServing(service).score(body)
+    return reply(service, answer, *stats)

@@ -1,16 +1,16 @@
 """For RL trainers: a reward per rollout through cohorts, and a whole training step's groups in one request.
 
 ``/v1/reward`` takes one rollout as trainers send it (one request per sample, concurrently, no group) and answers
-once its group has been judged together (``serve_app.cohorts``); ``/v1/rank_batch`` takes every group of a step.
+once its group has been judged together (``serve_app.core.cohorts``); ``/v1/rank_batch`` takes every group of a step.
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from serve_app.metrics import RequestStats
-from serve_app.routes import Service, answered
-from serve_app.schemas import RankBatchRequest, RankBatchResponse, RewardRequest, RewardResponse
+from serve_app.core.stats import RequestStats
+from serve_app.protocols.genrm_api import RankBatchRequest, RankBatchResponse, RewardRequest, RewardResponse
+from serve_app.routes import Service, reply
 
 router = APIRouter()
 
@@ -27,7 +27,7 @@ router = APIRouter()
 )
 async def reward(body: RewardRequest, service: Service) -> Response:
     stats = RequestStats("reward")
-    return answered(service, await service.reward(body, stats), stats)
+    return reply(service, await service.reward(body, stats), stats)
 
 
 @router.post(
@@ -40,4 +40,4 @@ async def reward(body: RewardRequest, service: Service) -> Response:
 )
 async def rank_batch(body: RankBatchRequest, service: Service) -> Response:
     answer, stats = await service.rank_batch(body)
-    return answered(service, answer, *stats)
+    return reply(service, answer, *stats)

@@ -2,7 +2,7 @@
 
 * What the builder (``serve_app.app``) hosts: the LLMConfig fields of each hosted judge with the model-card defaults
   merged in, its context length and where its tokenizer comes from.
-* What a router replica (``serve_app.judging``) builds from them: the judge objects that write prompts and read
+* What a router replica (``serve_app.core.service``) builds from them: the judge objects that write prompts and read
   verdicts, with the tokenizer's control tokens and the native template's markers to neutralise, the client that
   reaches each model, and the context budget of each judge.
 
@@ -24,10 +24,10 @@ from deployments.principle import host as principle_host
 from deployments.principle.judge import PrincipleJudge
 from deployments.principle.parse import VerdictTokens
 from deployments.template_markers import native_template_markers
-from serve_app.config import AppConfig, _JudgeConfig
+from serve_app.config import JUDGE_ROLES, AppConfig, _JudgeConfig
 from serve_app.model_cache import ensure_local_model, is_package_source
 
-JUDGE_HOSTS = {"principle": principle_host, "pairwise": pairwise_host}
+JUDGE_HOSTS = dict(zip(JUDGE_ROLES, (principle_host, pairwise_host), strict=True))
 
 
 def judge_llm_configs(config: AppConfig, *, resolve_sources: bool = True) -> dict[str, dict[str, Any]]:

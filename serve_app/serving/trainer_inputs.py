@@ -1,18 +1,18 @@
-"""What the trainer-protocol route modules share (``serve_app/routes/{nemo_gym,openrlhf,slime,llamafactory}.py``).
+"""What the trainer protocols' serving classes share
+(``serve_app/serving/{nemo_gym,openrlhf,slime,llamafactory}_serving.py``).
 
-Each protocol turns its request into the project's own bodies (``serve_app.schemas``) and calls the replica's
-:class:`~serve_app.judging.JudgingService`; these helpers do the common parts of that translation:
+Each protocol turns its request into the project's own bodies (``serve_app.protocols.genrm_api``) and calls the
+replica's :class:`~serve_app.core.service.JudgingService`; these helpers do the common parts of that translation:
 
 * :func:`conversation` — a list of chat or Responses-API messages as the judges' conversation;
 * :func:`core_body` — one of the project's request models built from translated fields, a 422 naming what was wrong
   when it does not validate;
 * :func:`policy_reader` — the configured :class:`~serve_app.chat_text.PolicyText` (templated text → messages);
 * :func:`rank_by_prompt` — samples grouped by prompt, every group ranked at once (``rank_batch``);
-* :func:`cohort_rewards` — every sample through the cohorts (``reward``), concurrently;
-* :func:`reply` — the answer's JSON, with the requests' metrics recorded after it is sent.
+* :func:`cohort_rewards` — every sample through the cohorts (``reward``), concurrently.
 
-Refusals are ``fastapi.HTTPException`` (``{"detail": ...}`` with a 4xx, or 503 with Retry-After when the router is
-full): every protocol here is spoken by a client that reads FastAPI's error shape or only the status.
+Refusals are :class:`~serve_app.core.refusal.Refusal`; every protocol here is spoken by a client that reads our
+error shape (``{"detail": ...}``) or only the status.
 """
 
 from __future__ import annotations
@@ -22,19 +22,16 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from fastapi import HTTPException, Response
 from pydantic import BaseModel, ValidationError
-from starlette.background import BackgroundTask
 
 from deployments.chat import ChatMessage
 from serve_app.chat_text import PolicyText, TextSplitError, content_text, policy_text, to_conversation
-from serve_app.cohorts import prompt_fingerprint
 from serve_app.config import PolicyTextSettings
-from serve_app.errors import reject
-from serve_app.gate import validation_errors
-from serve_app.judging import JudgingService
-from serve_app.metrics import RequestStats, record
-from serve_app.schemas import RankBatchRequest, RewardRequest, RewardResponse
+from serve_app.core.cohorts import prompt_fingerprint
+from serve_app.core.refusal import Refusal, reject, validation_errors
+from serve_app.core.service import JudgingService
+from serve_app.core.stats import RequestStats
+from serve_app.protocols.genrm_api import RankBatchRequest, RewardRequest, RewardResponse
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -47,7 +44,7 @@ def _where(loc: Sequence[Any]) -> str:
     return ".".join(str(p) for p in loc)
 
 
-def invalid(where: str, exc: ValidationError) -> HTTPException:
+def invalid(where: str, exc: ValidationError) -> Refusal:
     """A 422 listing each error's place (prefixed with ``where``) and message, never the input."""
     errors = validation_errors(exc)
     text = "; ".join(f"{_where([where, *e['loc']])}: {e['msg']}" for e in errors)
@@ -145,9 +142,9 @@ async def rank_by_prompt(
     sizes = [1] * len(samples)
     for idx, entry in zip(members, answer.results, strict=True):
         if entry.status != 200 or entry.result is None:
-            headers = {"Retry-After": str(service.limits.retry_after_s)} if entry.status == 503 else None
+            retry = service.limits.retry_after_s if entry.status == 503 else None
             raise reject(
-                entry.status, f"{where}: samples {idx} (one prompt) were refused: {_detail_text(entry.detail)}", headers
+                entry.status, f"{where}: samples {idx} (one prompt) were refused: {_detail_text(entry.detail)}", retry
             )
         for k, score, rank in zip(idx, entry.result.scores, entry.result.ranks, strict=True):
             scores[k], ranks[k], sizes[k] = score, rank, len(idx)
@@ -174,13 +171,3 @@ async def cohort_rewards(
             raise result
         answers.append(result)
     return answers, stats
-
-
-def reply(service: JudgingService, content: str, *stats: RequestStats) -> Response:
-    """``content`` (JSON text) as the response; the metrics of ``stats`` recorded after it is sent."""
-
-    def record_all() -> None:
-        for s in stats:
-            record(service.metrics, s)
-
-    return Response(content=content, media_type="application/json", background=BackgroundTask(record_all))

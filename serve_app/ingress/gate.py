@@ -1,23 +1,18 @@
-"""What every request passes before FastAPI parses it, and how a body that does not parse is answered.
+"""What every request passes before FastAPI parses it.
 
 :class:`Gate` is plain ASGI middleware: the bearer token (every route but the probes /healthz and /readyz) and the
-body size, counted as it arrives so a body without Content-Length cannot exceed it either.
-:func:`invalid_request` answers FastAPI's validation errors with a 422 that names where and what, never the offending
-input.
+body size, counted as it arrives so a body without Content-Length cannot exceed it either. Its refusals are shaped
+by ``serve_app.ingress.error_shapes``.
 """
 
 from __future__ import annotations
 
 import hmac
-import json
 import os
 from typing import Any
 
-from fastapi import Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-
 from serve_app.config import RouterConfig
+from serve_app.ingress.error_shapes import detail_response, unauthorised
 
 _FROM_CLASS: Any = object()  # "not given": the class attribute applies
 
@@ -25,8 +20,8 @@ _FROM_CLASS: Any = object()  # "not given": the class attribute applies
 class Gate:
     """Bearer token and body limit, before anything else runs.
 
-    ``limit`` and ``token`` are given when the replica builds its app (``serve_app.api.build_api``); a Gate built
-    without them uses the class attributes (the configuration's defaults, or what a test sets).
+    ``limit`` and ``token`` are given when the replica builds its app (``serve_app.ingress.asgi.build_api``); a Gate
+    built without them uses the class attributes (the configuration's defaults, or what a test sets).
     """
 
     limit = RouterConfig().max_request_bytes
@@ -47,18 +42,13 @@ class Gate:
         # Serve mounts the app under its route prefix (root_path); the open paths are relative to it.
         path = scope["path"].removeprefix(scope.get("root_path", ""))
         if self.token is not None and path not in self.OPEN_PATHS and not self._authorised(scope):
-            response = JSONResponse(
-                status_code=401,
-                content={"detail": "missing or wrong bearer token: send the header 'Authorization: Bearer <token>'"},
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-            await response(scope, receive, send)
+            await unauthorised()(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
         if length is not None:
             if not length.isdigit():
-                await JSONResponse(status_code=400, content={"detail": "invalid Content-Length"})(scope, receive, send)
+                await detail_response(400, "invalid Content-Length")(scope, receive, send)
                 return
             if int(length) > self.limit:
                 await self._too_large(scope, receive, send)
@@ -96,7 +86,7 @@ class Gate:
 
     async def _too_large(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         detail = f"request body over {self.limit} bytes (router.max_request_bytes)"
-        await JSONResponse(status_code=413, content={"detail": detail})(scope, receive, send)
+        await detail_response(413, detail)(scope, receive, send)
 
 
 def auth_token(limits: RouterConfig) -> bytes | None:
@@ -105,18 +95,3 @@ def auth_token(limits: RouterConfig) -> bytes | None:
         return limits.auth_token.get_secret_value().encode()
     value = os.environ.get(limits.auth_token_env) if limits.auth_token_env else None
     return value.encode() if value else None
-
-
-def validation_errors(exc: RequestValidationError | Any) -> list[dict[str, Any]]:
-    """Where and what of each error, without the input (pydantic's ValidationError has the same ``errors()``)."""
-    return [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
-
-
-async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
-    """422 with where and what, never the offending input: it may be huge, hostile, or not encodable at all (a
-    lone surrogate in the default handler's echo of the input turned a 422 into a 500)."""
-    return Response(
-        content=json.dumps({"detail": validation_errors(exc)}, ensure_ascii=True),
-        status_code=422,
-        media_type="application/json",
-    )

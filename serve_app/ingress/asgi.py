@@ -1,5 +1,5 @@
-"""The FastAPI application of one router replica: the gate, the validation-error handler and the route modules,
-in front of that replica's :class:`~serve_app.judging.JudgingService` (kept in ``app.state.service``).
+"""The FastAPI application of one router replica: the gate, the error shapes and every surface's routes, in front of
+that replica's :class:`~serve_app.core.service.JudgingService` (kept in ``app.state.service``).
 
 Built inside the replica (``Router.__serve_build_asgi_app__``), and the same way in unit tests with stand-in judges.
 """
@@ -9,10 +9,10 @@ from __future__ import annotations
 from types import ModuleType
 
 from fastapi import FastAPI
-from fastapi.exceptions import RequestValidationError
 
-from serve_app.gate import Gate, auth_token, invalid_request
-from serve_app.judging import JudgingService
+from serve_app.core.service import JudgingService
+from serve_app.ingress import error_shapes
+from serve_app.ingress.gate import Gate, auth_token
 from serve_app.routes import core, llamafactory, nemo_gym, openai, openrlhf, rl, slime
 
 #: every route module the service serves, in the order of the OpenAPI schema
@@ -28,7 +28,7 @@ def build_api(service: JudgingService, modules: tuple[ModuleType, ...] = ROUTE_M
     api.state.service = service
     limits = service.limits
     api.add_middleware(Gate, limit=limits.max_request_bytes, token=auth_token(limits))
-    api.add_exception_handler(RequestValidationError, invalid_request)  # type: ignore[arg-type]
+    error_shapes.install(api)
     for module in modules:
         api.include_router(module.router)
     return api

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from deployments.chat import ChatMessage
 from deployments.context import ContextBudget
-from serve_app.errors import reject
+from serve_app.core.refusal import reject
 
 #: the least room a response may have before a request is refused as leaving no space for candidates
 MIN_RESPONSE_TOKENS = 16

@@ -15,7 +15,7 @@ from policies.debias import Comparison
 from policies.selection import CandidateScore, Strategy
 from policies.style import StyleEffect
 from policies.verdicts import PairwiseResult, PrincipleResult, VerdictMode
-from serve_app.openai_protocol import ModelCard
+from serve_app.protocols.openai_api import ModelCard
 
 
 class _Request(BaseModel):

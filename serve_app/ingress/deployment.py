@@ -1,12 +1,9 @@
-"""The router deployment: the application's HTTP ingress, one :class:`~serve_app.judging.JudgingService` per replica.
+"""The router deployment: the application's HTTP ingress, one :class:`~serve_app.core.service.JudgingService` per
+replica; and the cohort owner, the one replica that holds the cohorts when the router has several.
 
 The FastAPI app is built inside each replica (``__serve_build_asgi_app__``, Serve's late-bound ingress), from
-``serve_app.api.build_api``; the routes live in ``serve_app/routes/`` and reach this replica's service through
-``request.app.state.service``. So nothing but these small classes is pickled with the deployments.
-
-Where things are: the judges and everything that bounds their use — ``serve_app.judging``; admission —
-``serve_app.admission``; the body limit and bearer token — ``serve_app.gate``; overlong text —
-``serve_app.fitting``; cohorts — ``serve_app.cohorts``.
+``serve_app.ingress.asgi.build_api``; the routes live in ``serve_app/routes/`` and reach this replica's service
+through ``request.app.state.service``. So nothing but these small classes is pickled with the deployments.
 """
 
 from __future__ import annotations
@@ -16,9 +13,9 @@ from typing import Any
 from fastapi import FastAPI
 from ray import serve
 
-from serve_app.api import build_api
 from serve_app.config import AppConfig
-from serve_app.judging import JudgingService
+from serve_app.core.service import JudgingService
+from serve_app.ingress.asgi import build_api
 
 
 @serve.deployment
@@ -56,5 +53,5 @@ class CohortOwner:
             AppConfig.model_validate(config), tokenizers, principle_server, pairwise_server
         )
 
-    async def forwarded_reward(self, payload: dict[str, Any]) -> dict[str, Any]:
-        return await self.service.forwarded_reward(payload)
+    async def forwarded_reward(self, payload: dict[str, Any], rule: str = "ensemble") -> dict[str, Any]:
+        return await self.service.forwarded_reward(payload, rule)

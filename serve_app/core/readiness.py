@@ -13,8 +13,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from serve_app.judge_calls import JudgeLane
-from serve_app.schemas import JudgeReadiness
+from serve_app.core.lanes import JudgeLane
+from serve_app.protocols.genrm_api import JudgeReadiness
 
 _CONVERSATION = [{"role": "user", "content": "What is 2 + 2?"}]
 #: pause between warm-up attempts of a judge that is not up yet

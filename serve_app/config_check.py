@@ -14,7 +14,7 @@ import yaml
 
 from deployments.hosting import check_placement, validate_llm_config
 from serve_app.config import AppConfig
-from serve_app.judges import judge_llm_configs
+from serve_app.core.judge_pool import judge_llm_configs
 
 BUILDER = "serve_app.app:build_app"
 

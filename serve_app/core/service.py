@@ -1,18 +1,16 @@
-"""The core of a router replica: what every route asks of the judges, as plain async methods.
+"""The core of a router replica: what every API surface asks of the judges, as plain async methods.
 
 :class:`JudgingService` holds the replica's judges, their call lanes and context budgets, admission, readiness,
-metrics and cohorts, and offers :meth:`~JudgingService.select` (one group judged by the configured design) with the
-answers built on it — :meth:`~JudgingService.best_of_n`, :meth:`~JudgingService.rank`,
-:meth:`~JudgingService.rank_batch`, :meth:`~JudgingService.reward` (per sample, through cohorts) — and the two
-single-call routes, :meth:`~JudgingService.principle_score` and :meth:`~JudgingService.compare`.
+metrics and the one cohort table, and offers :meth:`~JudgingService.select` (one group judged by the configured
+design) with the answers built on it — :meth:`~JudgingService.best_of_n`, :meth:`~JudgingService.rank`,
+:meth:`~JudgingService.rank_batch`, :meth:`~JudgingService.reward` (per sample, through cohorts, by a reward rule)
+— the two single-call answers, :meth:`~JudgingService.principle_score` and :meth:`~JudgingService.compare`, and
+:meth:`~JudgingService.chat`, one raw judge call for the OpenAI front.
 
-Route modules (``serve_app/routes/``) stay thin: they take the parsed body, call one method with a fresh
-:class:`~serve_app.metrics.RequestStats`, and serialise the answer. A method refuses with a ``fastapi.HTTPException``
-(``serve_app.errors.reject``): status, what was wrong, what is allowed. A trainer protocol translates its request
-into these calls, and the answer or the refusal into its own shape.
-
-Every judge call goes through :meth:`JudgingService._timed` (lane, timeout, metrics); every group through one
-admission slot; overlong text through :mod:`serve_app.fitting`.
+No HTTP here: requests are checked in :mod:`serve_app.core.checks`, answers assembled in
+:mod:`serve_app.core.answers`, and a refusal is a :class:`~serve_app.core.refusal.Refusal`, which the ingress shapes
+for each surface. Every judge call goes through :meth:`JudgingService._timed` (lane, timeout, metrics); every group
+through one admission slot; overlong text through :mod:`serve_app.core.fitting`.
 """
 
 from __future__ import annotations
@@ -27,25 +25,28 @@ from collections import Counter as Tally
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from fastapi import HTTPException
 from pydantic import BaseModel, ValidationError
 
 from deployments.chat import ChatMessage
+from deployments.engine_client import Completion, JudgeCallError
+from deployments.judge import Judge
 from policies.debias import combine_results
 from policies.duplicates import expand_result, group_duplicates
-from policies.selection import SelectionConfig, SelectionResult, select_best
+from policies.selection import select_best
 from policies.verdicts import PairwiseResult, PrincipleResult, mean_reward
-from serve_app.admission import Admission, Overloaded
-from serve_app.cohorts import Cohort, CohortRefused, Cohorts, Sample, prompt_fingerprint
-from serve_app.config import AppConfig, RouterConfig
-from serve_app.errors import reject
-from serve_app.fitting import fit_texts
-from serve_app.gate import validation_errors
-from serve_app.judge_calls import CallTiming, JudgeLane, JudgeSilent
-from serve_app.judges import Judges, build_judges
-from serve_app.metrics import RequestStats, RouterMetrics, record
-from serve_app.readiness import Readiness
-from serve_app.schemas import (
+from serve_app.config import JUDGE_ROLES, AppConfig, RouterConfig
+from serve_app.core.admission import Admission, Overloaded
+from serve_app.core.answers import Selected, best_of_n_answer, rank_answer, reward_answer
+from serve_app.core.checks import RequestChecks
+from serve_app.core.cohorts import Cohort, CohortRefused, Cohorts, Sample, prompt_fingerprint
+from serve_app.core.fitting import fit_texts
+from serve_app.core.judge_pool import Judges, build_judges
+from serve_app.core.lanes import CallTiming, JudgeLane, JudgeSilent
+from serve_app.core.readiness import Readiness
+from serve_app.core.refusal import Refusal, reject, validation_errors
+from serve_app.core.reward_rules import RewardRule, reward_rules
+from serve_app.core.stats import RequestStats, RouterMetrics, record
+from serve_app.protocols.genrm_api import (
     BestOfNRequest,
     BestOfNResponse,
     CohortTimings,
@@ -61,13 +62,15 @@ from serve_app.schemas import (
     RankResponse,
     RewardRequest,
     RewardResponse,
-    SelectionOptions,
     Timings,
 )
 
 logger = logging.getLogger("genrm_ensemble.router")
 
 T = TypeVar("T")
+
+#: engine refusals that mean the request itself was wrong (too long, a bad parameter): the caller's to fix
+_REQUEST_REFUSED = frozenset({400, 413, 422})
 
 
 def _failures(result: Any) -> int:
@@ -78,25 +81,14 @@ def _failures(result: Any) -> int:
     return 0
 
 
-@dataclasses.dataclass
-class Selected:
-    """What one best-of-N/rank selection produced, in the request's own candidate indices."""
-
-    result: SelectionResult
-    config: SelectionConfig
-    principles: list[str]
-    timings: Timings
-    duplicates: list[list[int]]
-    truncated: list[int]
-
-
 @dataclasses.dataclass(frozen=True)
 class CohortPrompt:
-    """What a cohort's judging needs besides the responses: taken from its first sample."""
+    """What a cohort's judging needs besides the responses: taken from its first sample, with its reward rule."""
 
     conversation: list[ChatMessage]
     principles: list[str]
     principle_for_pairwise: str | None
+    rule: RewardRule
 
 
 class Forwarded(BaseModel):
@@ -105,7 +97,7 @@ class Forwarded(BaseModel):
     status: int
     body: str | None = None  # the RewardResponse JSON, when status is 200
     detail: str | None = None
-    headers: dict[str, str] | None = None
+    retry_after_s: int | None = None
 
 
 def _printable(value: Any) -> Any:
@@ -126,6 +118,8 @@ class JudgingService:
     ) -> None:
         self.config = config
         self.limits: RouterConfig = config.router
+        self.checks = RequestChecks(self.limits)
+        self.rules = reward_rules(self.limits)
         self.metrics = metrics if metrics is not None else RouterMetrics()
         self.admission = Admission(self.limits.max_concurrent_requests, self.limits.max_queued_requests)
         self.principle = judges.principle
@@ -135,11 +129,10 @@ class JudgingService:
         self._tokenizing = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize")
         self.lanes = {
             role: JudgeLane(role, cfg.call_timeout_s, cfg.max_inflight_calls, cfg.max_call_s)
-            for role in ("principle", "pairwise")
+            for role in JUDGE_ROLES
             if (cfg := getattr(self.config, role)) is not None
         }
-        present = {role: judge for role in ("principle", "pairwise") if (judge := getattr(self, role)) is not None}
-        self.readiness = Readiness(present, self.lanes)
+        self.readiness = Readiness(self.judges(), self.lanes)
         with contextlib.suppress(RuntimeError):  # no running loop: constructed outside Serve (unit tests)
             self.readiness.start()
         #: a handle to the replica that owns the cohorts when the router has several replicas (None: this one)
@@ -160,6 +153,10 @@ class JudgingService:
         """The service of a router replica: judges reached through the hosted deployments' handles (or endpoints)."""
         judges = build_judges(config, tokenizers, principle_server, pairwise_server)
         return cls(config, judges, cohort_owner=cohort_owner)
+
+    def judges(self) -> dict[str, Any]:
+        """The configured judges by role."""
+        return {role: judge for role in JUDGE_ROLES if (judge := getattr(self, role)) is not None}
 
     # ---- helpers -------------------------------------------------------------------------------------------
 
@@ -182,24 +179,22 @@ class JudgingService:
         stats.calls[(judge, "parse_failure" if failures else "ok")] += 1
         return result
 
-    def _refuse(
-        self, stats: RequestStats, status: int, message: str, headers: dict[str, str] | None = None
-    ) -> HTTPException:
-        stats.status = str(status)
+    def _refuse(self, stats: RequestStats, refusal: Refusal) -> Refusal:
+        """``refusal``, with the request's metrics recorded under its status."""
+        stats.status = str(refusal.status)
         record(self.metrics, stats)
-        return reject(status, message, headers)
+        return refusal
 
-    @property
-    def _retry_after(self) -> dict[str, str]:
-        return {"Retry-After": str(self.limits.retry_after_s)}
+    def _come_back(self, stats: RequestStats, status: int, message: str) -> Refusal:
+        """A refusal that waiting cures (503 with the configured Retry-After)."""
+        return self._refuse(stats, Refusal(status, message, retry_after_s=self.limits.retry_after_s))
 
-    def _overloaded(self, stats: RequestStats) -> HTTPException:
-        return self._refuse(
+    def _overloaded(self, stats: RequestStats) -> Refusal:
+        return self._come_back(
             stats,
             503,
             f"too many requests in flight (limit {self.limits.max_concurrent_requests} running + "
             f"{self.limits.max_queued_requests} queued); retry later",
-            headers=self._retry_after,
         )
 
     @contextlib.asynccontextmanager
@@ -211,36 +206,6 @@ class JudgingService:
                 yield queued_s
         except Overloaded:
             raise self._overloaded(stats) from None
-
-    def _check_texts(self, texts: Sequence[str], what: str) -> None:
-        limit = self.limits.max_text_chars
-        for i, text in enumerate(texts):
-            if len(text) > limit:
-                raise reject(422, f"{what} {i} has {len(text)} characters; at most {limit} are allowed")
-
-    def _check_request(self, body: BestOfNRequest) -> list[str]:
-        n, cap = len(body.candidates), self.limits.max_candidates
-        if n > cap:
-            raise reject(422, f"{n} candidates; this service takes 1 to {cap}")
-        principles = body.principles if body.principles is not None else self.limits.default_principles
-        if len(principles) > self.limits.max_principles:
-            raise reject(
-                422, f"{len(principles)} principles; at most {self.limits.max_principles} are allowed per request"
-            )
-        self._check_texts(body.candidates, "candidate")
-        self._check_texts([m.content for m in body.conversation], "conversation turn")
-        self._check_texts([*principles, *filter(None, [body.principle_for_pairwise])], "principle")
-        return principles
-
-    def _selection(self, options: SelectionOptions) -> SelectionConfig:
-        base = self.limits.selection
-        overrides = {
-            k: v for k, v in options.model_dump(include=set(SelectionOptions.model_fields)).items() if v is not None
-        }
-        try:
-            return SelectionConfig.model_validate({**base.model_dump(), **overrides})
-        except ValueError as exc:
-            raise reject(422, f"invalid selection options: {exc}") from exc
 
     async def _fit(
         self, conversation: Sequence[ChatMessage], texts: Sequence[str], principles: Sequence[str], what: str
@@ -264,13 +229,10 @@ class JudgingService:
         """Judge one group of candidates by the request's (or configured) design. ``admitted``: the group is part
         of work let in already (a batch's group, a complete cohort), so it waits for a slot instead of a 503."""
         started = time.perf_counter()
-        principles = self._check_request(body)
-        config = self._selection(body)
+        principles = self.checks.group(body)
+        config = self.checks.selection(body)
+        self.checks.judges_for(config, self.principle is not None, self.pairwise is not None)
         conversation = body.conversation
-        if config.strategy != "principle" and self.pairwise is None and not (config.use_principle and self.principle):
-            raise reject(422, f"strategy {config.strategy!r} needs the pairwise judge, which is not configured")
-        if config.strategy == "principle" and self.principle is None:
-            raise reject(422, "strategy 'principle' needs the principle judge, which is not configured")
         # Copies are judged once: the selection runs over the distinct texts and is mapped back afterwards.
         groups = group_duplicates(body.candidates)
         distinct = [body.candidates[g[0]] for g in groups]
@@ -309,12 +271,11 @@ class JudgingService:
                     self.limits.max_request_s,
                 )
         except TimeoutError:
-            raise self._refuse(
+            raise self._come_back(
                 stats,
                 503,
                 f"the judges did not finish within {self.limits.max_request_s:g} s (router.max_request_s); retry "
                 f"later or with fewer candidates or a smaller budget",
-                headers=self._retry_after,
             ) from None
         result = expand_result(result, groups)
         total = time.perf_counter() - started
@@ -338,46 +299,10 @@ class JudgingService:
         )
 
     async def best_of_n(self, body: BestOfNRequest, stats: RequestStats) -> BestOfNResponse:
-        selected = await self.select(body, stats)
-        result = selected.result
-        return BestOfNResponse(
-            index=result.best,
-            text=body.candidates[result.best],
-            strategy=selected.config.strategy,
-            ranking=result.ranking,
-            candidates=result.candidates,
-            comparisons=result.comparisons,
-            principles=selected.principles if result.principle_calls else [],
-            pairwise_calls=result.pairwise_calls,
-            principle_calls=result.principle_calls,
-            failed_calls=result.failed_calls,
-            rounds=result.rounds,
-            swap_inconsistency=result.swap_inconsistency,
-            style_effect=result.style_effect,
-            degraded=result.degraded,
-            duplicates=selected.duplicates,
-            truncated=selected.truncated,
-            overlong_policy=self.limits.overlong,
-            timings=selected.timings,
-        )
+        return best_of_n_answer(await self.select(body, stats), body.candidates, self.limits.overlong)
 
     def rank_response(self, selected: Selected) -> RankResponse:
-        result = selected.result
-        by_index = sorted(result.candidates, key=lambda c: c.index)
-        return RankResponse(
-            scores=[c.score for c in by_index],
-            ranks=[c.rank for c in by_index],
-            candidates=by_index,
-            pairwise_calls=result.pairwise_calls,
-            principle_calls=result.principle_calls,
-            failed_calls=result.failed_calls,
-            style_effect=result.style_effect,
-            degraded=result.degraded,
-            duplicates=selected.duplicates,
-            truncated=selected.truncated,
-            overlong_policy=self.limits.overlong,
-            timings=selected.timings,
-        )
+        return rank_answer(selected, self.limits.overlong)
 
     async def rank(self, body: RankRequest, stats: RequestStats, *, admitted: bool = False) -> RankResponse:
         return self.rank_response(await self.select(body, stats, admitted=admitted))
@@ -389,9 +314,7 @@ class JudgingService:
         the router is full); its groups then wait for running slots like any request, and a group that /v1/rank
         would refuse gets that status in its own entry. Returns the per-group stats to record."""
         started = time.perf_counter()
-        n, cap = len(body.groups), self.limits.max_batch_groups
-        if n > cap:
-            raise reject(422, f"{n} groups; at most {cap} are allowed per request (router.max_batch_groups)")
+        self.checks.batch(len(body.groups))
         batch_stats = RequestStats("rank_batch")
         try:
             self.admission.check()
@@ -408,8 +331,8 @@ class JudgingService:
             stats = RequestStats("rank_batch")
             try:
                 answer = await self.rank(group, stats, admitted=True)
-            except HTTPException as exc:
-                return RankBatchEntry(index=index, status=exc.status_code, detail=str(exc.detail))
+            except Refusal as exc:
+                return RankBatchEntry(index=index, status=exc.status, detail=exc.message)
             all_stats.append(stats)
             return RankBatchEntry(index=index, status=200, result=answer)
 
@@ -425,39 +348,38 @@ class JudgingService:
 
     # ---- one rollout at a time: cohorts --------------------------------------------------------------------
 
-    async def reward(self, body: RewardRequest, stats: RequestStats) -> RewardResponse:
-        """One rollout's reward: it joins its cohort, waits until the cohort is judged, and reads its own row."""
+    async def reward(self, body: RewardRequest, stats: RequestStats, rule: str = "ensemble") -> RewardResponse:
+        """One rollout's reward: it joins its cohort, waits until the cohort is judged, and reads its own row.
+        ``rule`` names the :class:`~serve_app.core.reward_rules.RewardRule` its cohort is judged and read by."""
         if self.cohort_owner is not None:
-            return await self._forward_reward(body)
+            return await self._forward_reward(body, rule)
         if self.cohorts is None:
             raise reject(
                 404,
                 "per-sample rewards are off in this deployment (router.cohorts.enabled: false); send each group "
                 "whole to /v1/rank or /v1/rank_batch",
             )
+        reward_rule = self.rules[rule]
         started = time.perf_counter()
-        settings = self.limits.cohorts
         # An explicit group may leave group_size to its first sample; a prompt-derived key needs it resolved.
-        size = body.group_size if body.group_id is not None else (body.group_size or settings.group_size)
-        if size is not None and size > self.limits.max_candidates:
-            raise reject(
-                422, f"group_size {size}; this service judges groups of 1 to {self.limits.max_candidates} rollouts"
-            )
+        size = body.group_size if body.group_id is not None else (body.group_size or self.limits.cohorts.group_size)
+        self.checks.group_size(size)
         principles = body.principles if body.principles is not None else self.limits.default_principles
         conversation = list(body.conversation)
+        prompt_key: list[Any] = [[[m.role, m.content] for m in conversation], principles, body.principle_for_pairwise]
+        if rule != "ensemble":  # cohorts of different rules never mix
+            prompt_key.append(rule)
         sample = Sample(
             response=body.response,
-            fingerprint=prompt_fingerprint(
-                [[[m.role, m.content] for m in conversation], principles, body.principle_for_pairwise]
-            ),
-            prompt=CohortPrompt(conversation, principles, body.principle_for_pairwise),
+            fingerprint=prompt_fingerprint(prompt_key),
+            prompt=CohortPrompt(conversation, principles, body.principle_for_pairwise, reward_rule),
             group_id=body.group_id,
             group_size=size,
             rollout_index=body.rollout_index,
         )
         try:
-            await self._check_sample(body, principles)
-        except HTTPException:
+            await self._check_sample(body)
+        except Refusal:
             # It still arrived: its cohort must not wait for it.
             with contextlib.suppress(CohortRefused):
                 self.cohorts.join(sample, judged=False)
@@ -465,66 +387,57 @@ class JudgingService:
         try:
             ticket = self.cohorts.join(sample)
         except CohortRefused as exc:
-            raise self._refuse(stats, exc.status, exc.message, self._retry_after if exc.retry_after else None) from None
+            retry = self.limits.retry_after_s if exc.retry_after else None
+            raise self._refuse(stats, Refusal(exc.status, exc.message, retry_after_s=retry)) from None
         try:
             outcome = await ticket.outcome()
-        except HTTPException as exc:  # the cohort's judging was refused (e.g. router.max_request_s)
-            raise self._refuse(stats, exc.status_code, str(exc.detail), exc.headers) from None
+        except Refusal as exc:  # the cohort's judging was refused (e.g. router.max_request_s)
+            raise self._refuse(stats, exc) from None
         selected = outcome.result
         assert selected is not None  # a cohort with a judged sample has a result
         position = ticket.position(outcome)
-        result = selected.result
-        row = next(c for c in result.candidates if c.index == position)
+        if reward_rule.rewards is not None:
+            reward = reward_rule.rewards(selected, len(outcome.indices))[position]
+        else:
+            reward = next(c.score for c in selected.result.candidates if c.index == position)
         total = time.perf_counter() - started
         stats.status, stats.latency_s = "200", total
         closed = ticket.cohort.closed if ticket.cohort.closed is not None else ticket.arrived
-        return RewardResponse(
-            reward=row.score,
-            rank=row.rank,
-            rollout_index=ticket.rollout_index,
-            cohort_id=outcome.cohort_id,
-            group_id=body.group_id,
-            group_size=outcome.group_size,
-            size_judged=len(outcome.indices),
-            complete=outcome.complete,
-            closed_by=outcome.closed_by,
-            candidate=row.model_copy(update={"index": ticket.rollout_index}),
-            strategy=selected.config.strategy,
-            pairwise_calls=result.pairwise_calls,
-            principle_calls=result.principle_calls,
-            failed_calls=result.failed_calls,
-            degraded=result.degraded,
-            truncated=position in selected.truncated,
-            overlong_policy=self.limits.overlong,
-            timings=CohortTimings(
-                total_s=total, waited_s=max(0.0, closed - ticket.arrived), judging_s=outcome.judging_s
-            ),
-        )
+        cohort = {
+            "rollout_index": ticket.rollout_index,
+            "cohort_id": outcome.cohort_id,
+            "group_id": body.group_id,
+            "group_size": outcome.group_size,
+            "size_judged": len(outcome.indices),
+            "complete": outcome.complete,
+            "closed_by": outcome.closed_by,
+        }
+        timings = CohortTimings(total_s=total, waited_s=max(0.0, closed - ticket.arrived), judging_s=outcome.judging_s)
+        return reward_answer(selected, position, reward, self.limits.overlong, cohort=cohort, timings=timings)
 
-    async def _check_sample(self, body: RewardRequest, principles: list[str]) -> None:
+    async def _check_sample(self, body: RewardRequest) -> None:
         """What would make /v1/rank refuse this rollout, checked on its own so that it alone is refused."""
         if not body.response.strip():
             raise reject(422, "response is empty or whitespace; a rollout needs text to be judged")
-        if len(principles) > self.limits.max_principles:
-            raise reject(
-                422, f"{len(principles)} principles; at most {self.limits.max_principles} are allowed per request"
-            )
-        self._check_texts([body.response], "response")
-        self._check_texts([m.content for m in body.conversation], "conversation turn")
-        self._check_texts([*principles, *filter(None, [body.principle_for_pairwise])], "principle")
+        principles = self.checks.principles(body.principles)
+        self.checks.texts([body.response], "response")
+        self.checks.prompt_texts(body.conversation, principles, body.principle_for_pairwise)
         if self.limits.overlong == "reject":  # under 'truncate' the cohort's judging cuts it, as /v1/rank would
             prompt_principles = [*principles, *filter(None, [body.principle_for_pairwise])]
             await self._fit(body.conversation, [body.response], prompt_principles, "response")
 
     async def _judge_cohort(self, cohort: Cohort[Selected]) -> Selected:
-        """A closed cohort judged as /v1/rank judges a group, in a slot that waits instead of refusing."""
+        """A closed cohort judged as /v1/rank judges a group, by its rule's design, in a slot that waits instead of
+        refusing."""
         prompt: CohortPrompt = cohort.prompt
-        body = RankRequest(
-            conversation=prompt.conversation,
-            candidates=[response for _, response in cohort.judged()],
-            principles=prompt.principles,
-            principle_for_pairwise=prompt.principle_for_pairwise,
-            strategy=self.limits.cohorts.strategy,
+        body = RankRequest.model_validate(
+            {
+                "conversation": prompt.conversation,
+                "candidates": [response for _, response in cohort.judged()],
+                "principles": prompt.principles,
+                "principle_for_pairwise": prompt.principle_for_pairwise,
+                **prompt.rule.design,
+            }
         )
         stats = RequestStats("reward_cohort")
         selected = await self.select(body, stats, admitted=True)
@@ -532,46 +445,49 @@ class JudgingService:
         asyncio.get_running_loop().call_soon(record, self.metrics, stats)
         return selected
 
-    async def _forward_reward(self, body: RewardRequest) -> RewardResponse:
+    async def _forward_reward(self, body: RewardRequest, rule: str) -> RewardResponse:
         """This replica does not own the cohorts: the owner answers (the caller's wait is cancelled with it)."""
         try:
-            raw = await self.cohort_owner.forwarded_reward.remote(body.model_dump(mode="json", exclude_none=True))
+            raw = await self.cohort_owner.forwarded_reward.remote(body.model_dump(mode="json", exclude_none=True), rule)
         except Exception as exc:
             raise reject(
-                503, f"the cohort owner replica is unavailable ({type(exc).__name__}); retry later", self._retry_after
+                503,
+                f"the cohort owner replica is unavailable ({type(exc).__name__}); retry later",
+                self.limits.retry_after_s,
             ) from None
         answer = Forwarded.model_validate(raw)
         if answer.status != 200 or answer.body is None:
-            raise reject(answer.status, answer.detail or "refused by the cohort owner", answer.headers)
+            raise Refusal(
+                answer.status, answer.detail or "refused by the cohort owner", retry_after_s=answer.retry_after_s
+            )
         return RewardResponse.model_validate_json(answer.body)
 
-    async def forwarded_reward(self, payload: dict[str, Any]) -> dict[str, Any]:
+    async def forwarded_reward(self, payload: dict[str, Any], rule: str = "ensemble") -> dict[str, Any]:
         """The cohort owner's side of :meth:`_forward_reward`: the answer as a plain dict, a refusal included."""
         stats = RequestStats("reward")
         try:
-            answer = await self.reward(RewardRequest.model_validate(payload), stats)
-        except HTTPException as exc:
-            return Forwarded(status=exc.status_code, detail=str(exc.detail), headers=exc.headers).model_dump()
+            answer = await self.reward(RewardRequest.model_validate(payload), stats, rule)
+        except Refusal as exc:
+            return Forwarded(status=exc.status, detail=exc.message, retry_after_s=exc.retry_after_s).model_dump()
         asyncio.get_running_loop().call_soon(record, self.metrics, stats)
         return Forwarded(status=200, body=answer.model_dump_json()).model_dump()
 
     # ---- single calls --------------------------------------------------------------------------------------
 
     async def principle_score(self, body: PrincipleScoreRequest, stats: RequestStats) -> PrincipleScoreResponse:
-        if self.principle is None:
-            raise reject(404, "the principle judge is not configured in this deployment")
-        if len(body.principles) > self.limits.max_principles:
-            raise reject(422, f"{len(body.principles)} principles; at most {self.limits.max_principles} are allowed")
-        self._check_texts([body.response, *body.principles, *(m.content for m in body.conversation)], "text")
+        self.checks.judge_present("principle", self.principle is not None)
+        self.checks.principles(body.principles)
+        self.checks.texts([body.response, *body.principles, *(m.content for m in body.conversation)], "text")
         (response,), cut = await self._fit(body.conversation, [body.response], body.principles, "response")
         judge = self.principle
+        assert judge is not None
         async with self._admitted(stats):
             try:
                 results = await self._timed(
                     stats, "principle", lambda: judge.score(body.conversation, response, body.principles)
                 )
             except Exception as exc:
-                raise self._refuse(stats, 503, f"the principle judge is unavailable: {exc}") from exc
+                raise self._refuse(stats, reject(503, f"the principle judge is unavailable: {exc}")) from exc
         stats.status = "200"
         return PrincipleScoreResponse(
             results=results,
@@ -581,13 +497,13 @@ class JudgingService:
         )
 
     async def compare(self, body: CompareRequest, stats: RequestStats) -> CompareResponse:
-        if self.pairwise is None:
-            raise reject(404, "the pairwise judge is not configured in this deployment")
-        self._check_texts([body.response_1, body.response_2, *(m.content for m in body.conversation)], "text")
+        self.checks.judge_present("pairwise", self.pairwise is not None)
+        self.checks.texts([body.response_1, body.response_2, *(m.content for m in body.conversation)], "text")
         (first, second), cut = await self._fit(
             body.conversation, [body.response_1, body.response_2], list(filter(None, [body.principle])), "response"
         )
         judge = self.pairwise
+        assert judge is not None
 
         async def one(a: str, b: str) -> PairwiseResult:
             try:
@@ -600,7 +516,7 @@ class JudgingService:
         async with self._admitted(stats):
             forward, backward = await asyncio.gather(one(first, second), one(second, first))
         if not forward.ok and not backward.ok and "judge error" in (forward.failure or ""):
-            raise self._refuse(stats, 503, f"the pairwise judge is unavailable: {forward.failure}")
+            raise self._refuse(stats, reject(503, f"the pairwise judge is unavailable: {forward.failure}"))
         stats.status = "200"
         comparison = combine_results(0, 1, [forward], [backward], verdicts=self.limits.selection.verdicts)
         return CompareResponse(
@@ -610,3 +526,22 @@ class JudgingService:
             truncated=[f"response_{i + 1}" for i in cut],
             overlong_policy=self.limits.overlong,
         )
+
+    async def chat(self, role: str, judge: Judge, request: dict[str, Any], stats: RequestStats) -> Completion:
+        """One raw chat call to a judge's engine (the OpenAI front's unit): one admission slot, the judge's lane,
+        counted as every judge call is. A judge that is silent or down is a 503 with Retry-After; an engine that
+        refuses the request itself (too long, a bad parameter) is the caller's 422."""
+        model = getattr(self.config, role).served_model
+        async with self._admitted(stats):
+            try:
+                return await self._timed(stats, role, lambda: judge.client.chat(request))
+            except JudgeSilent as exc:
+                raise self._come_back(stats, 503, f"the {role} judge ({model}) did not answer: {exc}") from None
+            except JudgeCallError as exc:
+                if exc.status in _REQUEST_REFUSED:
+                    refusal = reject(422, f"the {role} judge's engine refused the request: {exc}")
+                    raise self._refuse(stats, refusal) from None
+                raise self._come_back(stats, 503, f"the {role} judge ({model}) is unavailable: {exc}") from None
+            except Exception as exc:  # a client bug must still reach the caller as "judge unavailable"
+                logger.exception("chat call to the %s judge failed", role)
+                raise self._come_back(stats, 503, f"the {role} judge ({model}) failed: {type(exc).__name__}") from None

@@ -1,0 +1,106 @@
+"""The core's answers, assembled in one place from what a selection produced (:class:`Selected`).
+
+Best-of-N, rank and per-sample reward answers share their account of the judging (calls made and failed, degraded
+reasons, timings, overlong text); :func:`judging_account` is that account, and each answer adds its own view.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from policies.selection import SelectionConfig, SelectionResult
+from serve_app.protocols.genrm_api import (
+    BestOfNResponse,
+    CandidateScore,
+    CohortTimings,
+    OverlongPolicy,
+    RankResponse,
+    RewardResponse,
+    Timings,
+)
+
+
+@dataclasses.dataclass
+class Selected:
+    """What one best-of-N/rank selection produced, in the request's own candidate indices."""
+
+    result: SelectionResult
+    config: SelectionConfig
+    principles: list[str]
+    timings: Timings
+    duplicates: list[list[int]]
+    truncated: list[int]
+
+
+def judging_account(selected: Selected, overlong: OverlongPolicy) -> dict[str, Any]:
+    """The fields every group answer carries about how it was judged."""
+    result = selected.result
+    return {
+        "pairwise_calls": result.pairwise_calls,
+        "principle_calls": result.principle_calls,
+        "failed_calls": result.failed_calls,
+        "style_effect": result.style_effect,
+        "degraded": result.degraded,
+        "duplicates": selected.duplicates,
+        "truncated": selected.truncated,
+        "overlong_policy": overlong,
+        "timings": selected.timings,
+    }
+
+
+def best_of_n_answer(selected: Selected, candidates: list[str], overlong: OverlongPolicy) -> BestOfNResponse:
+    result = selected.result
+    return BestOfNResponse(
+        index=result.best,
+        text=candidates[result.best],
+        strategy=selected.config.strategy,
+        ranking=result.ranking,
+        candidates=result.candidates,
+        comparisons=result.comparisons,
+        principles=selected.principles if result.principle_calls else [],
+        rounds=result.rounds,
+        swap_inconsistency=result.swap_inconsistency,
+        **judging_account(selected, overlong),
+    )
+
+
+def by_index(selected: Selected) -> list[CandidateScore]:
+    return sorted(selected.result.candidates, key=lambda c: c.index)
+
+
+def rank_answer(selected: Selected, overlong: OverlongPolicy) -> RankResponse:
+    rows = by_index(selected)
+    return RankResponse(
+        scores=[c.score for c in rows],
+        ranks=[c.rank for c in rows],
+        candidates=rows,
+        **judging_account(selected, overlong),
+    )
+
+
+def reward_answer(
+    selected: Selected,
+    position: int,
+    reward: float,
+    overlong: OverlongPolicy,
+    *,
+    cohort: dict[str, Any],
+    timings: CohortTimings,
+) -> RewardResponse:
+    """One rollout's row of its cohort's judging: ``position`` is its place among the judged responses, ``reward``
+    the value its reward rule gives it, ``cohort`` the cohort's own fields (ids, sizes, how it closed)."""
+    row = next(c for c in selected.result.candidates if c.index == position)
+    account = judging_account(selected, overlong)
+    for per_group in ("style_effect", "duplicates", "timings"):
+        del account[per_group]
+    account["truncated"] = position in selected.truncated
+    return RewardResponse(
+        reward=reward,
+        rank=row.rank,
+        candidate=row.model_copy(update={"index": cohort["rollout_index"]}),
+        strategy=selected.config.strategy,
+        timings=timings,
+        **cohort,
+        **account,
+    )

@@ -1,0 +1,58 @@
+"""Reward rules: how a group's judging becomes one reward per response, and which design judges it.
+
+The core's per-sample path (:meth:`serve_app.core.service.JudgingService.reward`) judges each cohort by one rule,
+named by the caller; cohorts of different rules never mix (the rule is part of the cohort key).
+
+* ``ensemble`` (the default): the cohort design ``router.cohorts.strategy``, and each response's ensemble score;
+* ``nemo_gym``: NVIDIA's RLHF rule as NeMo-Gym's ``genrm_compare`` computes it — circular pairs, one order each,
+  the pairwise judge alone, then the mean helpfulness with the ranking tie-break (:mod:`policies.nemo_gym`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from policies.nemo_gym import JudgedPair, NemoGymAggregate, aggregate, pairs_from_comparisons
+from serve_app.config import NemoGymSettings, RouterConfig
+from serve_app.core.answers import Selected
+
+#: NVIDIA's design for the NeMo-Gym rule: circular pairs, one order each, the pairwise judge alone
+NEMO_GYM_DESIGN: Mapping[str, Any] = {"strategy": "circular", "swap": False, "use_principle": False}
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardRule:
+    """A cohort's design (fields of a rank request) and its reading: ``rewards(selected, n)`` per judged response,
+    or None for the ensemble score of each."""
+
+    name: str
+    design: Mapping[str, Any]
+    rewards: Callable[[Selected, int], list[float]] | None = None
+
+
+def nemo_gym_rewards(
+    selected: Selected, n: int, settings: NemoGymSettings
+) -> tuple[NemoGymAggregate, list[JudgedPair]]:
+    """NeMo-Gym's aggregate of a group judged by :data:`NEMO_GYM_DESIGN`, and the pairs as NeMo-Gym reports them.
+    Identical responses are judged once: every copy gets its first occurrence's reward."""
+    pairs = pairs_from_comparisons(
+        selected.result.comparisons, default_score=settings.default_score, default_ranking=settings.default_ranking
+    )
+    result = aggregate(n, pairs, default_score=settings.default_score)
+    for group in selected.duplicates:
+        for k in group[1:]:
+            result.rewards[k] = result.rewards[group[0]]
+    return result, pairs
+
+
+def reward_rules(limits: RouterConfig) -> dict[str, RewardRule]:
+    """Every rule by name, with this deployment's settings."""
+    settings = limits.trainers.nemo_gym
+    return {
+        "ensemble": RewardRule("ensemble", {"strategy": limits.cohorts.strategy}),
+        "nemo_gym": RewardRule(
+            "nemo_gym", NEMO_GYM_DESIGN, lambda selected, n: nemo_gym_rewards(selected, n, settings)[0].rewards
+        ),
+    }

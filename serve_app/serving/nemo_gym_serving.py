@@ -1,0 +1,162 @@
+"""NVIDIA NeMo-Gym's ``genrm_compare`` resources server, as NeMo-RL and NeMo-Gym's collectors call it: serving.
+
+* ``POST /compare`` — a group at once: ``{conversation_history, response_objs, principle?}`` → ``{rewards,
+  comparison_results, metrics}``. Fewer than 2 responses → ``default_score`` each, no judge call.
+* ``POST /verify`` — one rollout (what NeMo-RL training calls): the dataset row with ``responses_create_params``
+  (its ``input`` is the conversation), ``response``, optional ``principle``, ``_ng_task_index``,
+  ``_ng_rollout_index`` and ``prompt_id`` → the row echoed with ``"reward"``. Rollouts of one task wait for each
+  other in a cohort keyed by the task index (or ``prompt_id``) and a hash of the input and principle, of
+  ``router.trainers.nemo_gym.num_rollouts_per_prompt`` rollouts; without either key, by the input and principle.
+
+Only a response object's final output text (its ``message`` items' ``output_text``) is judged: reasoning items are
+dropped, and an object with no output text is judged as :data:`~serve_app.chat_text.EMPTY_RESPONSE`.
+
+Reward rule (``router.trainers.nemo_gym.reward_rule``):
+
+* ``ensemble`` (default): each response's ensemble score by the configured design — ``/v1/rank``'s answer for
+  ``/compare``, the ``/v1/reward`` cohort's (``router.cohorts.strategy``) for ``/verify``;
+* ``nemo_gym``: NVIDIA's rule (:mod:`policies.nemo_gym`) — circular pairs, each judged once, the pairwise judge
+  only, reward = mean helpfulness with the 3.5 − ranking tie-break. The order of each pair is the selection's seeded
+  coin (``policies.selection`` spreads the position bias so when pairs are not swapped), not always (i, i+1).
+  ``/verify`` under this rule goes through the core's per-sample path with the rule plugged in
+  (:mod:`serve_app.core.reward_rules`): the same cohort table as ``/v1/reward``, its cohorts kept apart by the rule.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from deployments.chat import ChatMessage
+from policies.nemo_gym import aggregate, pairs_from_comparisons
+from serve_app.chat_text import EMPTY_RESPONSE
+from serve_app.config import NemoGymSettings
+from serve_app.core.cohorts import prompt_fingerprint
+from serve_app.core.refusal import Refusal
+from serve_app.core.reward_rules import NEMO_GYM_DESIGN, nemo_gym_rewards
+from serve_app.core.service import JudgingService
+from serve_app.core.stats import RequestStats
+from serve_app.protocols.genrm_api import RankRequest, RewardRequest
+from serve_app.protocols.nemo_gym_api import (
+    GenRMCompareMetrics,
+    GenRMCompareRequest,
+    GenRMCompareResponse,
+    ResponseObject,
+    VerifyRequest,
+    VerifyResponse,
+)
+from serve_app.serving.trainer_inputs import conversation, core_body
+
+
+def output_text(obj: ResponseObject) -> str:
+    """The final answer: the ``output_text`` parts of the ``message`` items, joined; :data:`EMPTY_RESPONSE` when
+    there is none (a rollout that only reasoned, or was cut off)."""
+    text = ""
+    for item in obj.output:
+        if item.get("type") != "message":
+            continue
+        content = item.get("content")
+        if isinstance(content, str):
+            text += content
+        elif isinstance(content, list):
+            text += "".join(
+                part["text"]
+                for part in content
+                if isinstance(part, dict) and part.get("type") == "output_text" and isinstance(part.get("text"), str)
+            )
+    return text if text.strip() else EMPTY_RESPONSE
+
+
+def _principle(value: str | None) -> str | None:
+    # A blank principle means none (the judge's own evaluation plan), as an omitted one does.
+    return value if value is not None and value.strip() else None
+
+
+def _group_id(body: VerifyRequest) -> str | None:
+    """NeMo-Gym's cohort key: the task index (else prompt_id) plus a hash of the input and principle; None without
+    either, then the cohorts key by the conversation and principle alone."""
+    if body.ng_task_index is not None:
+        key: list[Any] = ["task", body.ng_task_index]
+    elif body.prompt_id is not None:
+        key = ["prompt_id", str(body.prompt_id)]
+    else:
+        return None
+    params = body.responses_create_params
+    return "nemo-gym/" + prompt_fingerprint([*key, params.input, params.instructions, body.principle])
+
+
+def _hint(exc: Refusal, settings: NemoGymSettings) -> Refusal:
+    if exc.status in (409, 422) and "group_size" in exc.message:
+        return exc.with_message(
+            f"{exc.message} (NeMo-Gym: router.trainers.nemo_gym.num_rollouts_per_prompt is "
+            f"{settings.num_rollouts_per_prompt}; it must equal the rollouts per task the collector sends, and "
+            f"_ng_rollout_index must be below it)"
+        )
+    return exc
+
+
+def _echo(body: VerifyRequest, reward: float) -> str:
+    row = body.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    answer = {**row, "reward": VerifyResponse(reward=reward).reward}
+    # ASCII-escaped: a row may carry text that is not valid UTF-8 (a lone surrogate), echoed as it came.
+    return json.dumps(answer, ensure_ascii=True, separators=(",", ":"))
+
+
+class NemoGymServing:
+    """``/compare`` and ``/verify`` for one replica (see the module docstring)."""
+
+    def __init__(self, service: JudgingService) -> None:
+        self.service = service
+        self.settings = service.limits.trainers.nemo_gym
+
+    async def compare(self, body: GenRMCompareRequest, stats: RequestStats) -> GenRMCompareResponse:
+        settings = self.settings
+        texts = [output_text(o) for o in body.response_objs]
+        if len(texts) < 2:
+            return GenRMCompareResponse(
+                rewards=[settings.default_score] * len(texts), comparison_results=[], metrics=GenRMCompareMetrics()
+            )
+        conv = conversation(body.conversation_history, "conversation_history")
+        principle = _principle(body.principle)
+        fields: dict[str, Any] = {"conversation": conv, "candidates": texts, "principle_for_pairwise": principle}
+        if settings.reward_rule == "nemo_gym":
+            selected = await self.service.select(core_body(RankRequest, "request", **fields, **NEMO_GYM_DESIGN), stats)
+            result, pairs = nemo_gym_rewards(selected, len(texts), settings)
+            rewards = result.rewards
+        else:
+            selected = await self.service.select(core_body(RankRequest, "request", **fields), stats)
+            rewards = self.service.rank_response(selected).scores
+            # The calls as NeMo-Gym reports them; their metrics describe the judge's scores, not this reward.
+            pairs = pairs_from_comparisons(selected.result.comparisons, missing="skip")
+            result = aggregate(len(texts), pairs, default_score=settings.default_score)
+        return GenRMCompareResponse(
+            rewards=rewards,
+            comparison_results=pairs,
+            metrics=GenRMCompareMetrics(
+                mean_individual_score=result.mean_individual_score,
+                std_individual_score=result.std_individual_score,
+                tiebreak_usage_rate=result.tiebreak_usage_rate,
+            ),
+        )
+
+    async def verify(self, body: VerifyRequest, stats: RequestStats) -> str:
+        """The row as sent plus its reward, as JSON text."""
+        params = body.responses_create_params
+        items = [{"role": "user", "content": params.input}] if isinstance(params.input, str) else params.input
+        conv: list[ChatMessage] = conversation(items, "responses_create_params.input", instructions=params.instructions)
+        group_id = _group_id(body)
+        sample = core_body(
+            RewardRequest,
+            "request",
+            conversation=conv,
+            response=output_text(body.response),
+            group_id=group_id,
+            group_size=self.settings.num_rollouts_per_prompt,
+            rollout_index=body.ng_rollout_index if group_id is not None else None,
+            principle_for_pairwise=_principle(body.principle),
+        )
+        try:
+            answer = await self.service.reward(sample, stats, rule=self.settings.reward_rule)
+        except Refusal as exc:
+            raise _hint(exc, self.settings) from None
+        return _echo(body, answer.reward)

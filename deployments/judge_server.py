@@ -86,8 +86,8 @@ def lower_priority(env: Mapping[str, str] = os.environ) -> int | None:
 
 def judge_server_class() -> type:
     """LLMServer with :class:`BatchedChat` (built on demand: importing ray.serve.llm needs a vLLM build)."""
-    from ray.llm._internal.serve.core.configs.openai_api_models import ChatCompletionRequest
     from ray.serve.llm import LLMServer
+    from ray.serve.llm.openai_api_models import ChatCompletionRequest
 
     class JudgeServer(BatchedChat, LLMServer):
         async def __init__(self, *args: Any, **kwargs: Any) -> None:

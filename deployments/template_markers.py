@@ -34,12 +34,9 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from deployments.text_safety import line_start
-
-if TYPE_CHECKING:
-    from deployments.judge import JudgeSettings
 
 MAX_MARKER_WORDS = 12
 MAX_MARKER_CHARS = 100
@@ -223,7 +220,15 @@ def derive_template_markers(source: Any, template_kwargs: Mapping[str, Any] | No
     return markers_of(renderings)
 
 
-def native_template_markers(tokenizer: Any, settings: JudgeSettings) -> TemplateMarkers:
+class PromptSettings(Protocol):
+    """What of a judge's settings (``deployments.judge.JudgeSettings``) decides its markers; a protocol, so this
+    module need not import the judge module, which imports it."""
+
+    prompt_format: str
+    chat_template_kwargs: dict[str, Any] | None
+
+
+def native_template_markers(tokenizer: Any, settings: PromptSettings) -> TemplateMarkers:
     """What a judge neutralises on top of the special tokens: its template's markers in the native format, nothing
     in the rendered one (the project's own markers are covered by the neutraliser already)."""
     if settings.prompt_format != "native":

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from serve_app import readiness as readiness_module
+from serve_app.core import readiness as readiness_module
 from serve_app.core.lanes import CallTiming, JudgeLane, JudgeSilent
 from serve_app.core.readiness import Readiness
 

@@ -19,7 +19,7 @@ from shared_data import shared
 
 from serve_app.__main__ import main
 from serve_app.evaluation import metrics
-from serve_app.evaluation.published import JudgedPair, load_judgebench_outputs, score_judgebench_outputs
+from serve_app.evaluation.published import PublishedJudgment, load_judgebench_outputs, score_judgebench_outputs
 from serve_app.evaluation.records import (
     RecordError,
     duplicate_item_ids,
@@ -148,7 +148,7 @@ def test_score_judgebench_command_prints_the_official_table(capsys: pytest.Captu
     assert "44 ties and 0 null decisions, each counted 0" in out
 
 
-def judged(label: str, *decisions: str | None) -> JudgedPair:
+def judged(label: str, *decisions: str | None) -> PublishedJudgment:
     row = {
         "pair_id": "p",
         "source": "mmlu-pro-law",
@@ -158,7 +158,7 @@ def judged(label: str, *decisions: str | None) -> JudgedPair:
         "label": label,
         "judgments": [{"judgment": {"judge_model": "m"}, "decision": d} for d in decisions],
     }
-    return JudgedPair.model_validate(row)
+    return PublishedJudgment.model_validate(row)
 
 
 @pytest.mark.parametrize(

@@ -41,7 +41,7 @@ class Judgment(BaseModel):
     judgment: _JudgeOutput | None = None
 
 
-class JudgedPair(JudgeBenchRecord):
+class PublishedJudgment(JudgeBenchRecord):
     """A JudgeBench pair with a judge's published decisions: ``judgments[0]`` A first, ``judgments[1]`` B first."""
 
     judge_name: str | None = None
@@ -69,13 +69,13 @@ class JudgmentFileScores(BaseModel):
     single_order: int  # pairs judged in one order only
 
 
-def load_judgebench_outputs(path: str | Path) -> list[JudgedPair]:
+def load_judgebench_outputs(path: str | Path) -> list[PublishedJudgment]:
     """Read a published JudgeBench judgment file (``.jsonl``, ``.json`` or ``.parquet``); raises
     :class:`~serve_app.evaluation.records.RecordError` naming the record and field at fault."""
-    return [validate_row(JudgedPair, row, "JudgeBench judgment", where) for where, row in read_rows(path)]
+    return [validate_row(PublishedJudgment, row, "JudgeBench judgment", where) for where, row in read_rows(path)]
 
 
-def score_judgebench_outputs(pairs: Iterable[JudgedPair]) -> JudgmentFileScores:
+def score_judgebench_outputs(pairs: Iterable[PublishedJudgment]) -> JudgmentFileScores:
     """Score judged pairs with :func:`metrics.judgebench_scores` (both orders, ties and nulls count 0)."""
     pairs = list(pairs)
     decisions = [j.decision for p in pairs for j in p.judgments]

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,20 +56,48 @@ class ServeRun:
 
 
 @contextlib.contextmanager
-def serve_run_process(config: str | Path = "config.yaml", log_path: Path | None = None) -> Iterator[ServeRun]:
-    """``config`` is relative to the project root (or absolute); ``log_path`` receives `serve run`'s output."""
+def serve_run_process(
+    config: str | Path = "config.yaml",
+    log_path: Path | None = None,
+    *,
+    port: int | None = None,
+    address: str | None = None,
+) -> Iterator[ServeRun]:
+    """``config`` is relative to the project root (or absolute); ``log_path`` receives `serve run`'s output.
+    ``port``: serve HTTP there instead of the config's port (a copy of the config with that ``http_options.port``
+    is run); ``address``: deploy on that Ray cluster instead of the one `serve run` would find or start."""
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT)}
     serve_cli = Path(sys.executable).parent / "serve"
     log = log_path.open("w") if log_path is not None else None
+    base = BASE
+    with contextlib.ExitStack() as stack:
+        if port is not None:
+            config = _with_port(Path(ROOT, config), port, Path(stack.enter_context(tempfile.TemporaryDirectory())))
+            base = f"http://127.0.0.1:{port}"
+        command = [str(serve_cli), "run", str(config), *(["--address", address] if address else [])]
+        yield from _run(command, env, log, base, config)
+
+
+def _with_port(config: Path, port: int, folder: Path) -> Path:
+    import yaml
+
+    data = yaml.safe_load(config.read_text())
+    data.setdefault("http_options", {})["port"] = port
+    copy = folder / config.name
+    copy.write_text(yaml.safe_dump(data, sort_keys=False))
+    return copy
+
+
+def _run(command: list[str], env: dict[str, str], log: Any, base: str, config: Any) -> Iterator[ServeRun]:
     proc = subprocess.Popen(
-        [str(serve_cli), "run", str(config)],
+        command,
         cwd=ROOT,
         env=env,
         stdout=log or subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    client = httpx.Client(base_url=BASE, timeout=300)
+    client = httpx.Client(base_url=base, timeout=300)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while not _ready(client):
@@ -96,6 +125,8 @@ def serve_run_process(config: str | Path = "config.yaml", log_path: Path | None 
 
 
 @contextlib.contextmanager
-def serve_run(log_path: Path | None = None) -> Iterator[httpx.Client]:
-    with serve_run_process(log_path=log_path) as run:
+def serve_run(
+    log_path: Path | None = None, *, port: int | None = None, address: str | None = None
+) -> Iterator[httpx.Client]:
+    with serve_run_process(log_path=log_path, port=port, address=address) as run:
         yield run.client

@@ -1,6 +1,9 @@
 """The CPU default served for real: `serve run config.yaml`, started once per test session and shared.
 
-Tests that need it take the ``service`` fixture (tests/conftest.py). Extra routers for a single test (a judge that
+It runs on a Ray cluster of its own (:func:`own_ray_cluster`: its own temp folder and ports) and serves HTTP on a
+free port of its own (:data:`BASE`), so a cluster or service the user left running — on 8000 or Ray's default ports —
+is never touched, and teardown stops only the processes this cluster started. Tests that need it take the
+``service`` fixture (tests/conftest.py). Extra routers for a single test (a judge that
 is down or hangs, stricter limits, fault injection) are deployed as further applications on the same cluster with
 :func:`deployed` and deleted afterwards, so the main application is never reconfigured.
 """
@@ -8,17 +11,38 @@ is down or hangs, stricter limits, fault injection) are deployed as further appl
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from serve_app.local_service import BASE, CONVERSATION, ROOT, serve_run
+from serve_app.local_service import CONVERSATION, ROOT, serve_run
 from serve_app.local_service import cpu_default_args as cpu_args
 from serve_app.local_service import cpu_default_model_folder as smollm2_folder
 
 __all__ = ["BASE", "CONVERSATION", "ROOT", "cpu_args", "serve_run", "smollm2_folder"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+#: the end-to-end service's HTTP port and address: chosen once per test session, never 8000
+PORT = free_port()
+BASE = f"http://127.0.0.1:{PORT}"
+#: the GCS address of the session's own Ray cluster, once :func:`own_ray_cluster` has started it
+CLUSTER: dict[str, str] = {}
+
 CANDIDATES = ["The capital of France is Paris.", "I think it is Lyon.", "Paris.", "France has no capital."]
 PRINCIPLE_DEPLOYMENT = "principle-genrm:smollm2-135m-principle"
 PAIRWISE_DEPLOYMENT = "pairwise-genrm:smollm2-135m-pairwise"
@@ -29,7 +53,9 @@ def connect() -> None:
     import ray
 
     if not ray.is_initialized():
-        ray.init(address="auto", logging_level="ERROR")
+        # log_to_driver off: the replicas' logs (each request's access line) stay in the cluster's log files and
+        # `serve run`'s log, instead of flooding the test output
+        ray.init(address=CLUSTER["address"], logging_level="ERROR", log_to_driver=False)
 
 
 def metrics_text() -> str:
@@ -76,3 +102,114 @@ def router_app(config: dict[str, Any], principle: Any, pairwise: Any, name: str)
     return Router.options(name=name, ray_actor_options={"num_cpus": 0}).bind(
         args, {"principle": tokenizer, "pairwise": tokenizer}, principle, pairwise
     )
+
+
+def _processes_of(folder: str) -> list[int]:
+    """Processes whose command line names ``folder`` (every Ray process of a cluster started with that temp dir)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            with contextlib.suppress(OSError):
+                if folder in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    found.append(int(entry.name))
+    return found
+
+
+@contextlib.contextmanager
+def own_ray_cluster(num_cpus: int = 2, log_path: Path | None = None) -> Iterator[str]:
+    """A Ray head node of the test session's own: its own temp folder and free ports (GCS, dashboard, client
+    server, agents, metrics), so it neither joins nor disturbs a cluster the user runs. Yields its GCS address;
+    afterwards stops the processes it started, and only those."""
+    temp = tempfile.mkdtemp(prefix="genrm-e2e-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    flags = [
+        "--port",
+        "--dashboard-port",
+        "--ray-client-server-port",
+        "--dashboard-agent-listen-port",
+        "--dashboard-agent-grpc-port",
+        "--metrics-export-port",
+        "--runtime-env-agent-port",
+        "--node-manager-port",
+        "--object-manager-port",
+    ]
+    ports = {flag: free_port() for flag in flags}
+    command = [
+        str(Path(sys.executable).parent / "ray"),
+        "start",
+        "--head",
+        "--block",
+        "--node-ip-address=127.0.0.1",
+        f"--temp-dir={temp}",
+        f"--num-cpus={num_cpus}",
+        "--disable-usage-stats",
+        *(f"{flag}={port}" for flag, port in ports.items()),
+    ]
+    log = log_path.open("w") if log_path is not None else None
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    proc = subprocess.Popen(command, env=env, stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    address = f"127.0.0.1:{ports['--port']}"
+    try:
+        deadline = time.monotonic() + 180
+        while not (Path(temp) / "ray_current_cluster").is_file():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the test session's Ray head did not start ({' '.join(command)})")
+            time.sleep(1)
+        CLUSTER["address"], CLUSTER["temp_dir"] = address, temp
+        yield address
+    finally:
+        CLUSTER.clear()
+        proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=30)
+        for sig, pause in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 0.0)):
+            for pid in _processes_of(temp):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            time.sleep(pause)
+        if proc.poll() is None:
+            proc.kill()
+        if log is not None:
+            log.close()
+
+
+class LeftRunning:
+    """A stand-in for a service a user left running on a port: it answers every GET with a fixed body and counts the
+    requests that reach it (:attr:`hits`). ``server`` is None when the port was taken already (by the user's own)."""
+
+    BODY = b"the user's own service"
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.hits: list[str] = []
+        self.server: Any = None
+
+    @classmethod
+    @contextlib.contextmanager
+    def on(cls, port: int) -> Iterator[LeftRunning]:
+        import http.server
+        import threading
+
+        left = cls(port)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                left.hits.append(self.path)
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(cls.BODY)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        try:
+            left.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        except OSError:
+            yield left  # taken: the user's own service
+            return
+        thread = threading.Thread(target=left.server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield left
+        finally:
+            left.server.shutdown()
+            left.server.server_close()

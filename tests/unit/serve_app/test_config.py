@@ -18,7 +18,7 @@ from serve_app.config_check import validate_serve_config, validate_serve_config_
 
 pytest.importorskip("ray.serve.llm", reason="needs ray[serve] with a vLLM build")
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
 CPU = ROOT / "config.yaml"
 GPU = ROOT / "configs" / "gpu.yaml"
 

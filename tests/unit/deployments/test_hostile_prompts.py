@@ -38,7 +38,7 @@ from policies.verdicts import PairVerdict, PairwiseResult, PrincipleResult
 from serve_app.core.judge_pool import control_tokens as _control_tokens
 from serve_app.model_cache import ensure_local_model
 
-CONFIG = Path(__file__).resolve().parents[1] / "config.yaml"
+CONFIG = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file()) / "config.yaml"
 ARGS: dict[str, Any] = yaml.safe_load(CONFIG.read_text())["applications"][0]["args"]
 PRINCIPLE_SETTINGS = PrincipleSettings.model_validate(ARGS["principle"].get("settings", {}))
 PAIRWISE_SETTINGS = PairwiseSettings.model_validate(ARGS["pairwise"].get("settings", {}))

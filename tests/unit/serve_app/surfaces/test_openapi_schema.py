@@ -10,7 +10,8 @@ from pathlib import Path
 
 from stand_in_judges import QualityPrinciple, run_app
 
-SCHEMA = Path(__file__).resolve().parent.parent / "docs" / "openapi.json"
+ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
+SCHEMA = ROOT / "docs" / "openapi.json"
 
 
 def _served() -> dict:

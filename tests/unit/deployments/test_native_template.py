@@ -137,7 +137,7 @@ EXPECTED_DELIMITERS = {
 }
 EXPECTED_PREFIXES = {"User:", "Assistant:"}
 
-CONFIG = Path(__file__).resolve().parents[1] / "config.yaml"
+CONFIG = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file()) / "config.yaml"
 NATIVE_PAIRWISE = PairwiseSettings(prompt_format="native")
 NATIVE_PRINCIPLE = PrincipleSettings(prompt_format="native")
 

@@ -16,7 +16,7 @@ from serve_app.evaluation.records import item_id, load_records
 from serve_app.evaluation.runner import EvaluationRequest, ItemOutputs, Pair, Progress, item_failures, load_all
 
 pytest.importorskip("transformers")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
 JUDGEBENCH = "judgebench/judgebench_gpt-4o-2024-05-13.jsonl"
 RMBENCH = [f"rmbench/{d}_filtered.json" for d in ("chat", "code", "safety-refuse", "safety-response")]
 

@@ -15,14 +15,15 @@ import yaml
 
 pytest.importorskip("ray.serve", reason="the router's metrics need ray[serve]")
 
-from test_rl_routes import CONVERSATION, QualityClient, service
+from stand_in_judges import CONVERSATION, QualityClient
+from stand_in_judges import stand_in_service as service
 
 from serve_app.config import RouterConfig
 from serve_app.config_check import validate_serve_config
 from serve_app.core.service import JudgingService
 from serve_app.ingress.asgi import build_api
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
 
 
 class OwnerHandle:

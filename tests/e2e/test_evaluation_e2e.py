@@ -11,8 +11,8 @@ import pytest
 pytest.importorskip("ray.serve.llm", reason="needs ray[serve] with a vLLM build (the CPU default)")
 httpx = pytest.importorskip("httpx")
 
+from evaluation_fixtures import RMBENCH, write_fixtures  # noqa: E402
 from live_service import BASE  # noqa: E402
-from test_evaluation_scoring import RMBENCH, write_fixtures  # noqa: E402
 
 from serve_app.__main__ import main  # noqa: E402
 

@@ -15,7 +15,7 @@ from serve_app.model_cache import PARTS_SCHEME, split_model
 
 pytest.importorskip("ray.serve.llm", reason="needs ray[serve] with a vLLM build")
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
 QUALITY = ROOT / "configs" / "cpu-quality.yaml"
 
 

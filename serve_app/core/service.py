@@ -69,6 +69,8 @@ logger = logging.getLogger("genrm_ensemble.router")
 
 T = TypeVar("T")
 
+#: the key of a forwarded /v1/reward payload that names its reward rule
+_FORWARDED_RULE = "_reward_rule"
 #: engine refusals that mean the request itself was wrong (too long, a bad parameter): the caller's to fix
 _REQUEST_REFUSED = frozenset({400, 413, 422})
 
@@ -448,7 +450,9 @@ class JudgingService:
     async def _forward_reward(self, body: RewardRequest, rule: str) -> RewardResponse:
         """This replica does not own the cohorts: the owner answers (the caller's wait is cancelled with it)."""
         try:
-            raw = await self.cohort_owner.forwarded_reward.remote(body.model_dump(mode="json", exclude_none=True), rule)
+            raw = await self.cohort_owner.forwarded_reward.remote(
+                {**body.model_dump(mode="json", exclude_none=True), _FORWARDED_RULE: rule}
+            )
         except Exception as exc:
             raise reject(
                 503,
@@ -462,11 +466,14 @@ class JudgingService:
             )
         return RewardResponse.model_validate_json(answer.body)
 
-    async def forwarded_reward(self, payload: dict[str, Any], rule: str = "ensemble") -> dict[str, Any]:
-        """The cohort owner's side of :meth:`_forward_reward`: the answer as a plain dict, a refusal included."""
+    async def forwarded_reward(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The cohort owner's side of :meth:`_forward_reward` (``payload``: the request's fields, and its reward
+        rule's name under a key no request field has): the answer as a plain dict, a refusal included."""
         stats = RequestStats("reward")
+        fields = dict(payload)
+        rule = fields.pop(_FORWARDED_RULE, "ensemble")
         try:
-            answer = await self.reward(RewardRequest.model_validate(payload), stats, rule)
+            answer = await self.reward(RewardRequest.model_validate(fields), stats, rule)
         except Refusal as exc:
             return Forwarded(status=exc.status, detail=exc.message, retry_after_s=exc.retry_after_s).model_dump()
         asyncio.get_running_loop().call_soon(record, self.metrics, stats)

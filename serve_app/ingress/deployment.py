@@ -53,5 +53,5 @@ class CohortOwner:
             AppConfig.model_validate(config), tokenizers, principle_server, pairwise_server
         )
 
-    async def forwarded_reward(self, payload: dict[str, Any], rule: str = "ensemble") -> dict[str, Any]:
-        return await self.service.forwarded_reward(payload, rule)
+    async def forwarded_reward(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return await self.service.forwarded_reward(payload)

@@ -41,6 +41,16 @@ def _dns_name(name: str) -> str:
     return name
 
 
+DNS_1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def _dns_subdomain(name: str | None) -> str | None:
+    """A Secret's name: a DNS-1123 subdomain (lower-case alphanumerics, '-' and '.', at most 253 characters)."""
+    if name is not None and (len(name) > 253 or not DNS_1123_SUBDOMAIN.match(name)):
+        raise ValueError(f"{name!r} is not a valid Secret name (a DNS-1123 subdomain)")
+    return name
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -96,6 +106,27 @@ class ModelStore(_Strict):
         return f"{self.mount_path.rstrip('/')}/hf"
 
 
+class ApiToken(_Strict):
+    """The router's bearer token, from a Kubernetes Secret. Every Ray container (head and workers) gets it in the
+    environment variable the Serve config's ``router.auth_token_env`` names (default ``GENRM_API_TOKEN``); Serve
+    replicas inherit their raylet's environment, so the router replicas read it wherever they are placed."""
+
+    secret: str | None = Field(default=None, description="the Secret's name; default: '<layout name>-api-token'")
+    key: str = Field(default="token", pattern=r"^[-._a-zA-Z0-9]+$", description="the key holding the token")
+    required: bool = Field(
+        default=True,
+        description="true: the Ray pods do not start without the Secret (secretKeyRef optional: false), so the "
+        "service never serves without auth; false: no Secret, no token, every route open",
+    )
+    secret_template: bool = Field(
+        default=False,
+        description="also render api-token-secret.yaml: the Secret without its value, to fill in (e.g. kubectl "
+        "create secret generic <secret> --from-literal=token=...)",
+    )
+
+    _secret = field_validator("secret")(_dns_subdomain)
+
+
 class JudgeAutoscaling(_Strict):
     """Serve autoscaling for one judge: replicas follow ongoing requests between the bounds."""
 
@@ -127,6 +158,7 @@ class Layout(_Strict):
     )
     service_type: Literal["ClusterIP", "LoadBalancer", "NodePort"] = "ClusterIP"
     models: ModelStore = Field(default_factory=ModelStore)
+    api_token: ApiToken = Field(default_factory=ApiToken)
     head: PodShape
     worker_groups: list[WorkerGroup] = Field(min_length=1)
     judge_autoscaling: dict[JudgeRole, JudgeAutoscaling] = Field(default_factory=dict)
@@ -140,6 +172,10 @@ class Layout(_Strict):
         if len(set(names)) != len(names):
             raise ValueError(f"worker group names must be unique, got {names}")
         return self
+
+    @property
+    def api_token_secret(self) -> str:
+        return self.api_token.secret or f"{self.name}-api-token"
 
     @property
     def node_autoscaling(self) -> bool:

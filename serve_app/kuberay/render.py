@@ -4,7 +4,13 @@ Two files per layout, both generated (``python -m serve_app render-k8s LAYOUT``)
 what is committed, so the Serve config stays the one source of ``serveConfigV2``:
 
 - ``rayservice.yaml``: the RayService (head without GPUs, one worker group per layout group, the endpoint Service);
-- ``models.yaml``: the weights volume and the Job that downloads every hub checkpoint the Serve config names.
+- ``models.yaml``: the weights volume and the Job that downloads every hub checkpoint the Serve config names;
+- ``api-token-secret.yaml``, only when the layout asks (``api_token.secret_template``): the router's token Secret
+  without its value, to fill in.
+
+Every Ray container gets the router's bearer token from the layout's Secret, in the variable the Serve config's
+``router.auth_token_env`` names: Serve replicas inherit their raylet's environment, so a router replica reads it on
+whichever pod it runs.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from serve_app.config import RouterConfig
 from serve_app.kuberay.layout import JudgeRole, Layout, PodShape, WorkerGroup, load_layout
 
 BUILDER = "serve_app.app:build_app"
@@ -68,6 +75,34 @@ def serve_document(layout: Layout, layout_dir: Path) -> dict[str, Any]:
     return document
 
 
+def token_env_names(document: dict[str, Any], *, required: bool = True) -> list[str]:
+    """The environment variables the applications' routers read their bearer token from
+    (``router.auth_token_env``, default ``GENRM_API_TOKEN``), in config order."""
+    default = RouterConfig.model_fields["auth_token_env"].default
+    names: list[str] = []
+    for app in document.get("applications", []):
+        if app.get("import_path") != BUILDER:
+            continue
+        router = (app.get("args") or {}).get("router") or {}
+        where = f"application {app.get('name')!r}"
+        if router.get("auth_token") is not None:
+            raise ValueError(
+                f"{where}: router.auth_token would be written into serveConfigV2 in clear and override the token "
+                f"Secret; remove it (the router reads the Secret through router.auth_token_env)"
+            )
+        name = router.get("auth_token_env", default)
+        if name is None:
+            if required:
+                raise ValueError(
+                    f"{where}: router.auth_token_env is null, so the router reads no token, but the layout's "
+                    f"api_token.required is true; name the variable, or set api_token.required: false"
+                )
+            continue
+        if name not in names:
+            names.append(name)
+    return names
+
+
 def _quantities(shape: PodShape) -> dict[str, Any]:
     amounts: dict[str, Any] = {"cpu": str(shape.cpu), "memory": shape.memory}
     if shape.gpus:
@@ -76,7 +111,7 @@ def _quantities(shape: PodShape) -> dict[str, Any]:
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
-def _env(layout: Layout) -> list[dict[str, Any]]:
+def _env(layout: Layout, token_envs: list[str]) -> list[dict[str, Any]]:
     models = layout.models
     env: list[dict[str, Any]] = [{"name": "HF_HOME", "value": models.hf_home}]
     if models.offline:
@@ -87,17 +122,20 @@ def _env(layout: Layout) -> list[dict[str, Any]]:
             "valueFrom": {"secretKeyRef": {"name": models.hub_token_secret, "key": "token", "optional": True}},
         }
     )
+    token = layout.api_token
+    ref = {"name": layout.api_token_secret, "key": token.key, "optional": not token.required}
+    env += [{"name": name, "valueFrom": {"secretKeyRef": dict(ref)}} for name in token_envs]
     return env
 
 
-def _pod_spec(layout: Layout, shape: PodShape, container: dict[str, Any]) -> dict[str, Any]:
+def _pod_spec(layout: Layout, shape: PodShape, container: dict[str, Any], token_envs: list[str]) -> dict[str, Any]:
     models = layout.models
     container = {
         "name": container["name"],
         "image": layout.image,
         **container,
         "resources": _quantities(shape),
-        "env": _env(layout),
+        "env": _env(layout, token_envs),
         # Writable: the hub client may write lock and marker files into its cache even when it only reads.
         "volumeMounts": [{"name": "models", "mountPath": models.mount_path}],
     }
@@ -134,7 +172,7 @@ def _worker_probes() -> dict[str, Any]:
     }
 
 
-def _worker_group(layout: Layout, group: WorkerGroup) -> dict[str, Any]:
+def _worker_group(layout: Layout, group: WorkerGroup, token_envs: list[str]) -> dict[str, Any]:
     container = {
         "name": "ray-worker",
         "ports": [
@@ -151,11 +189,11 @@ def _worker_group(layout: Layout, group: WorkerGroup) -> dict[str, Any]:
         "rayStartParams": {},
         # One unit per GPU: a judge's GPU bundles ask for the same amount, so they land only on this group.
         "resources": {pin_resource(role): str(group.gpus) for role in group.judges},
-        "template": {"spec": _pod_spec(layout, group, container)},
+        "template": {"spec": _pod_spec(layout, group, container, token_envs)},
     }
 
 
-def _head_group(layout: Layout) -> dict[str, Any]:
+def _head_group(layout: Layout, token_envs: list[str]) -> dict[str, Any]:
     container = {
         "name": "ray-head",
         "ports": [
@@ -169,7 +207,7 @@ def _head_group(layout: Layout) -> dict[str, Any]:
     return {
         # No logical CPUs and no GPUs: the head runs the GCS, the Serve controller and a proxy, never a replica.
         "rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"},
-        "template": {"spec": _pod_spec(layout, layout.head, container)},
+        "template": {"spec": _pod_spec(layout, layout.head, container, token_envs)},
     }
 
 
@@ -194,10 +232,11 @@ def dump_yaml(documents: list[dict[str, Any]]) -> str:
 
 def rayservice(layout: Layout, layout_dir: Path) -> dict[str, Any]:
     serve = serve_document(layout, layout_dir)
+    token_envs = token_env_names(serve, required=layout.api_token.required)
     cluster: dict[str, Any] = {
         "rayVersion": layout.ray_version,
-        "headGroupSpec": _head_group(layout),
-        "workerGroupSpecs": [_worker_group(layout, g) for g in layout.worker_groups],
+        "headGroupSpec": _head_group(layout, token_envs),
+        "workerGroupSpecs": [_worker_group(layout, g, token_envs) for g in layout.worker_groups],
     }
     if layout.node_autoscaling:
         cluster["enableInTreeAutoscaling"] = True
@@ -301,6 +340,22 @@ def model_store(layout: Layout, layout_dir: Path) -> list[dict[str, Any]]:
     return [claim, job]
 
 
+SECRET_HEADER = (
+    "# The router's bearer token, without its value. Put the token under stringData, e.g.\n"
+    "#   stringData:\n"
+    "#     {key}: <a long random string, e.g. from: openssl rand -hex 32>\n"
+    "# in a copy kept out of version control, or skip this file and run\n"
+    '#   kubectl create secret generic {name} --from-literal={key}="$(openssl rand -hex 32)"\n'
+    "# Applied as it is, it holds no token: the Ray pods then wait (the reference is not optional) instead of serving\n"
+    "# without auth.\n"
+)
+
+
+def api_token_secret(layout: Layout) -> dict[str, Any]:
+    """The token Secret the Ray pods read, without its value (a template)."""
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": layout.api_token_secret}, "type": "Opaque"}
+
+
 def render(layout_path: str | Path, root: str | Path = ".") -> dict[str, str]:
     """File name -> text for the manifests of one layout (written to ``k8s/<layout name>/``)."""
     layout_path = Path(layout_path)
@@ -308,10 +363,14 @@ def render(layout_path: str | Path, root: str | Path = ".") -> dict[str, str]:
     rel_layout = _relative(layout_path, root)
     rel_serve = _relative(layout_path.parent / layout.serve_config, root)
     header = HEADER.format(layout=rel_layout, serve_config=rel_serve)
-    return {
+    files = {
         "rayservice.yaml": header + dump_yaml([rayservice(layout, layout_path.parent)]),
         "models.yaml": header + dump_yaml(model_store(layout, layout_path.parent)),
     }
+    if layout.api_token.secret_template:
+        secret_header = SECRET_HEADER.format(name=layout.api_token_secret, key=layout.api_token.key)
+        files["api-token-secret.yaml"] = header + secret_header + dump_yaml([api_token_secret(layout)])
+    return files
 
 
 def _relative(path: Path, root: str | Path) -> str:

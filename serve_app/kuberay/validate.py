@@ -8,6 +8,8 @@
 4. Fit: every judge's placement groups (and the router replicas) are placed on the worker pods the way Ray's
    scheduler must place them — STRICT_PACK bundles together on one pod — with the GPUs, CPUs and pinning resources
    the pods offer, both when the cluster starts and at the autoscaling maxima.
+5. The router's bearer token: when one Ray container sets the variable ``router.auth_token_env`` names, every Ray
+   container sets it the same way (a router replica on a pod without it would serve every route without auth).
 """
 
 from __future__ import annotations
@@ -238,6 +240,44 @@ def _describe(free: dict[str, float]) -> str:
     return " ".join(f"{key}={value:g}" for key, value in sorted(free.items()) if value) or "nothing"
 
 
+# --- 5. the router's token -----------------------------------------------------------------------------------------
+
+
+def _ray_containers(cluster: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(where, container) of the Ray container (KubeRay's first) of the head and of each worker group."""
+    groups = [("spec.rayClusterConfig.headGroupSpec", cluster.get("headGroupSpec", {}))]
+    groups += [
+        (f"spec.rayClusterConfig.workerGroupSpecs[{i}]", group)
+        for i, group in enumerate(cluster.get("workerGroupSpecs", []))
+    ]
+    for where, group in groups:
+        containers = group.get("template", {}).get("spec", {}).get("containers", [])
+        if containers:
+            yield f"{where}.template.spec.containers[0]", containers[0]
+
+
+def token_problems(cluster: dict[str, Any], apps: list[Any]) -> list[str]:
+    problems = []
+    names = {app.config.router.auth_token_env for app in apps if app.config.router.auth_token is None}
+    for name in sorted(n for n in names if n):
+        found = {
+            where: next((e for e in container.get("env", []) if e.get("name") == name), None)
+            for where, container in _ray_containers(cluster)
+        }
+        settings = {yaml.safe_dump(entry, sort_keys=True) for entry in found.values() if entry is not None}
+        if not settings:
+            continue  # no container has a token: the router serves without auth, everywhere alike
+        missing = [where for where, entry in found.items() if entry is None]
+        if missing:
+            problems.append(
+                f"{', '.join(missing)}: no {name}, which other Ray containers set; a router replica placed there "
+                f"would serve every route without the bearer token"
+            )
+        if len(settings) > 1:
+            problems.append(f"the Ray containers set {name} differently; every router replica must read one token")
+    return problems
+
+
 # --- all together ---------------------------------------------------------------------------------------------------
 
 
@@ -263,6 +303,7 @@ def validate_rayservice(manifest: dict[str, Any], crd_schema: dict[str, Any] | N
         problems += fit_problems(cluster, apps)
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         problems.append(f"spec.rayClusterConfig: cannot read the pods' resources ({exc!r})")
+    problems += token_problems(cluster, apps)
     return problems
 
 

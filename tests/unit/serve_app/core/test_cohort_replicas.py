@@ -5,7 +5,6 @@ is refused. In process, with two JudgingServices standing for two replicas (no R
 from __future__ import annotations
 
 import asyncio
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -15,27 +14,14 @@ import yaml
 
 pytest.importorskip("ray.serve", reason="the router's metrics need ray[serve]")
 
-from stand_in_judges import CONVERSATION, QualityClient
+from stand_in_judges import CONVERSATION, OwnerHandle, QualityClient
 from stand_in_judges import stand_in_service as service
 
 from serve_app.config import RouterConfig
 from serve_app.config_check import validate_serve_config
-from serve_app.core.service import JudgingService
 from serve_app.ingress.asgi import build_api
 
 ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
-
-
-class OwnerHandle:
-    """Stands in for the DeploymentHandle of the owner replica: ``handle.forwarded_reward.remote(payload)``."""
-
-    def __init__(self, owner: JudgingService) -> None:
-        self.forwarded_reward = self
-        self.owner = owner
-
-    async def remote(self, payload: dict[str, Any]) -> dict[str, Any]:
-        # Through Ray the payload and answer are pickled: a copy, never the caller's objects.
-        return copy.deepcopy(await self.owner.forwarded_reward(copy.deepcopy(payload)))
 
 
 def test_samples_reaching_different_replicas_meet_in_the_owner() -> None:

@@ -13,10 +13,11 @@ import pytest
 
 pytest.importorskip("ray.serve", reason="the router's metrics need ray[serve]")
 
-from stand_in_judges import CONVERSATION, run_app
+from stand_in_judges import CONVERSATION, OwnerHandle, run_app, stand_in_service
 
 from serve_app.chat_text import EMPTY_RESPONSE
 from serve_app.config import AppConfig
+from serve_app.ingress.asgi import build_api
 from serve_app.protocols.nemo_gym_api import ResponseObject
 from serve_app.serving.nemo_gym_serving import output_text
 
@@ -248,13 +249,33 @@ def test_the_nemo_gym_rule_needs_the_pairwise_judge() -> None:
     assert r.status_code == 422 and "pairwise judge" in r.text
 
 
-def test_the_nemo_gym_rule_for_verify_needs_one_router_replica() -> None:
-    args = {
-        "pairwise": {"endpoint": {"base_url": "http://x/v1", "model": "m", "tokenizer": "t"}},
-        "router": {**NEMO_GYM_RULE, "deployment": {"num_replicas": 2}},
+def test_the_nemo_gym_rule_for_verify_works_with_router_replicas() -> None:
+    """/verify goes through the core's per-sample path with the rule plugged in, so its cohorts live in the one
+    cohort table of the owner replica: rollouts of one task reaching different replicas are judged together."""
+    router = {
+        "trainers": {"nemo_gym": {"reward_rule": "nemo_gym", "num_rollouts_per_prompt": 3}},
+        "deployment": {"num_replicas": 2},
     }
-    with pytest.raises(ValueError, match="needs one router replica"):
-        AppConfig.model_validate(args)
+    args = {"pairwise": {"endpoint": {"base_url": "http://x/v1", "model": "m", "tokenizer": "t"}}, "router": router}
+    assert AppConfig.model_validate(args).router.replicated
+
+    async def main() -> list[httpx.Response]:
+        owner, forwarder = stand_in_service(router), stand_in_service(router)
+        forwarder.cohort_owner, forwarder.cohorts = OwnerHandle(owner), None  # as JudgingService(cohort_owner=...)
+        clients = [
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=build_api(svc)), base_url="http://r", timeout=30)
+            for svc in (owner, forwarder)
+        ]
+        try:
+            bodies = [verify_body(q, task=5, rollout=k) for k, q in enumerate((1, 4, 7))]
+            return list(await asyncio.gather(*(clients[k % 2].post("/verify", json=b) for k, b in enumerate(bodies))))
+        finally:
+            for c in clients:
+                await c.aclose()
+
+    responses = asyncio.run(main())
+    assert [r.status_code for r in responses] == [200] * 3, [r.text for r in responses]
+    assert [r.json()["reward"] for r in responses] == [2.0, 4.25, 5.75]  # as one replica judges them
 
 
 def test_openapi_documents_the_nemo_gym_routes() -> None:

@@ -13,8 +13,9 @@ import yaml
 from pydantic import ValidationError
 
 from serve_app.__main__ import main
+from serve_app.config import RouterConfig
 from serve_app.kuberay.layout import Layout, load_layout
-from serve_app.kuberay.render import hub_checkpoints, output_dir, render, serve_document
+from serve_app.kuberay.render import hub_checkpoints, output_dir, rayservice, render, serve_document
 from serve_app.kuberay.validate import load_crd_schema, schema_problems, validate_rayservice
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,6 +126,146 @@ def test_production_shape(production: dict[str, Any]) -> None:
         env = {e["name"]: e for e in container["env"]}
         assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "hf-token"
         assert env["HF_HOME"]["value"].startswith("/models")
+
+
+def _ray_containers(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The Ray container (KubeRay's first) of the head and of every worker group."""
+    cluster = manifest["spec"]["rayClusterConfig"]
+    out = {"head": cluster["headGroupSpec"]["template"]["spec"]["containers"][0]}
+    for group in cluster["workerGroupSpecs"]:
+        out[group["groupName"]] = group["template"]["spec"]["containers"][0]
+    return out
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=lambda p: p.stem)
+def test_every_ray_container_reads_the_router_token_from_the_secret(layout: Path) -> None:
+    """Serve replicas inherit their raylet's environment: with the variable the router reads
+    (``router.auth_token_env``) in the head's and every worker group's Ray container, a router replica has the
+    token wherever it is placed, and a missing Secret keeps the pods from starting rather than serving openly."""
+    spec = load_layout(layout)
+    manifest = _manifest(layout.stem)
+    router = RouterConfig.model_validate(_serve(manifest)["applications"][0]["args"]["router"])
+    assert router.auth_token is None  # a token written into serveConfigV2 would be in clear and win over the Secret
+    assert router.auth_token_env == "GENRM_API_TOKEN"
+    containers = _ray_containers(manifest)
+    assert list(containers) == ["head", *(g.name for g in spec.worker_groups)]
+    for where, container in containers.items():
+        entries = [e for e in container["env"] if e["name"] == router.auth_token_env]
+        assert entries == [
+            {
+                "name": router.auth_token_env,
+                "valueFrom": {
+                    "secretKeyRef": {"name": spec.api_token.secret, "key": spec.api_token.key, "optional": False}
+                },
+            }
+        ], where
+    assert spec.api_token.secret == f"{spec.name}-api-token" == spec.api_token_secret
+
+
+def _scratch_layout(tmp_path: Path, layout: Path, change: dict[str, Any], router: dict[str, Any] | None = None) -> Path:
+    """A copy of ``layout`` and its Serve config under ``tmp_path``, with ``change`` merged into the layout's
+    ``api_token`` and ``router`` into the Serve config's router section."""
+    data = yaml.safe_load(layout.read_text())
+    serve = yaml.safe_load((layout.parent / data["serve_config"]).read_text())
+    serve["applications"][0]["args"]["router"].update(router or {})
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "serve.yaml").write_text(yaml.safe_dump(serve, sort_keys=False))
+    data["serve_config"] = "../../configs/serve.yaml"
+    data["api_token"] = {**data.get("api_token", {}), **change}
+    path = tmp_path / "k8s" / "layouts" / "scratch.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_token_settings_of_the_layout(tmp_path: Path) -> None:
+    path = _scratch_layout(
+        tmp_path,
+        LAYOUTS[0],
+        {"secret": None, "key": "bearer", "required": False, "secret_template": True},
+        router={"auth_token_env": "MY_TOKEN"},
+    )
+    files = render(path, tmp_path)
+    assert sorted(files) == ["api-token-secret.yaml", "models.yaml", "rayservice.yaml"]
+    manifest = yaml.safe_load(files["rayservice.yaml"])
+    for where, container in _ray_containers(manifest).items():
+        env = {e["name"]: e for e in container["env"]}
+        assert "GENRM_API_TOKEN" not in env, where
+        ref = env["MY_TOKEN"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "genrm-api-token", "key": "bearer", "optional": True}, where  # name from the layout's
+    [secret] = yaml.safe_load_all(files["api-token-secret.yaml"])
+    # A template without a value: applied as it is, the pods wait for the key instead of running with an empty token.
+    assert secret == {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "genrm-api-token"}, "type": "Opaque"}
+    assert "kubectl create secret generic genrm-api-token --from-literal=bearer=" in files["api-token-secret.yaml"]
+    assert validate_rayservice(manifest) == []
+
+
+@pytest.mark.parametrize(
+    ("router", "api_token", "message"),
+    [
+        ({"auth_token": "s3cret"}, {}, "router.auth_token would be written into serveConfigV2"),
+        ({"auth_token_env": None}, {}, "router.auth_token_env is null"),
+    ],
+)
+def test_token_settings_that_cannot_work_are_refused(
+    tmp_path: Path, router: dict[str, Any], api_token: dict[str, Any], message: str
+) -> None:
+    path = _scratch_layout(tmp_path, LAYOUTS[0], api_token, router=router)
+    with pytest.raises(ValueError, match=message):
+        render(path, tmp_path)
+
+
+def test_no_token_variable_without_auth(tmp_path: Path) -> None:
+    path = _scratch_layout(tmp_path, LAYOUTS[0], {"required": False}, router={"auth_token_env": None})
+    manifest = rayservice(load_layout(path), path.parent)
+    for container in _ray_containers(manifest).values():
+        assert [e["name"] for e in container["env"]] == ["HF_HOME", "HF_HUB_OFFLINE", "HF_TOKEN"]
+
+
+def test_a_ray_container_without_the_token_fails(production: dict[str, Any]) -> None:
+    bad = copy.deepcopy(production)
+    worker = _worker_container(bad, "pairwise")
+    worker["env"] = [e for e in worker["env"] if e["name"] != "GENRM_API_TOKEN"]
+    problems = validate_rayservice(bad)
+    assert len(problems) == 1 and "workerGroupSpecs[1].template.spec.containers[0]: no GENRM_API_TOKEN" in problems[0]
+    bad = copy.deepcopy(production)
+    head = bad["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    next(e for e in head["env"] if e["name"] == "GENRM_API_TOKEN")["valueFrom"]["secretKeyRef"]["name"] = "other"
+    assert validate_rayservice(bad) == [
+        "the Ray containers set GENRM_API_TOKEN differently; every router replica must read one token"
+    ]
+
+
+def _resource_names(layout: str) -> set[str]:
+    """What each layout creates in the namespace, by kind and name (KubeRay's head Service included)."""
+    manifest = _manifest(layout)
+    name = manifest["metadata"]["name"]
+    names = {f"RayService/{name}", f"Service/{name}-head-svc"}
+    names.add(f"Service/{manifest['spec']['serveService']['metadata']['name']}")
+    for document in yaml.safe_load_all((ROOT / "k8s" / layout / "models.yaml").read_text()):
+        names.add(f"{document['kind']}/{document['metadata']['name']}")
+    for container in _ray_containers(manifest).values():
+        for entry in container["env"]:
+            ref = entry.get("valueFrom", {}).get("secretKeyRef")
+            if ref and entry["name"] != "HF_TOKEN":  # the hub account's token: one Secret for both layouts
+                names.add(f"Secret/{ref['name']}")
+        for claim in container.get("volumeMounts", []):
+            names.add(f"VolumeMount/{claim['name']}")
+    return names - {"VolumeMount/models"}
+
+
+def test_the_layouts_name_their_own_resources() -> None:
+    """Both layouts can live in one namespace: the single-node walk-through creates and names its own objects."""
+    production, single_node = _resource_names("production"), _resource_names("single-node")
+    assert production & single_node == set()
+    assert single_node == {
+        "RayService/genrm-small",
+        "Service/genrm-small-head-svc",
+        "Service/genrm-small-serve",
+        "PersistentVolumeClaim/genrm-small-models",
+        "Job/genrm-small-model-download",
+        "Secret/genrm-small-api-token",
+    }
 
 
 def test_download_job_fetches_every_checkpoint_the_serve_config_names(production: dict[str, Any]) -> None:

@@ -62,6 +62,10 @@ class VerifyRequest(BaseModel):
     principle: Text | None = None
     ng_task_index: int | None = Field(default=None, alias="_ng_task_index")
     ng_rollout_index: int | None = Field(default=None, ge=0, alias="_ng_rollout_index")
+    ng_group_id: str | None = Field(default=None, alias="_ng_group_id", description="NeMo-Gym >= 0.7: the group")
+    ng_group_attempt: int = Field(
+        default=0, ge=0, alias="_ng_group_attempt", description="NeMo-Gym >= 0.7: the group's attempt (retries)"
+    )
     prompt_id: str | int | None = None
 
 

@@ -73,16 +73,21 @@ def _principle(value: str | None) -> str | None:
 
 
 def _group_id(body: VerifyRequest) -> str | None:
-    """NeMo-Gym's cohort key: the task index (else prompt_id) plus a hash of the input and principle; None without
-    either, then the cohorts key by the conversation and principle alone."""
-    if body.ng_task_index is not None:
-        key: list[Any] = ["task", body.ng_task_index]
+    """NeMo-Gym's cohort key: its group id (NeMo-Gym >= 0.7), else the task index (else prompt_id) plus a hash of
+    the input and principle, each with the group's attempt, so a retried group never mixes with the attempt it
+    replaces; None without any, then the cohorts key by the conversation and principle alone."""
+    params = body.responses_create_params
+    if body.ng_group_id is not None:
+        key: list[Any] = ["group", body.ng_group_id]
+    elif body.ng_task_index is not None:
+        key = ["task", body.ng_task_index]
     elif body.prompt_id is not None:
         key = ["prompt_id", str(body.prompt_id)]
     else:
         return None
-    params = body.responses_create_params
-    return "nemo-gym/" + prompt_fingerprint([*key, params.input, params.instructions, body.principle])
+    return "nemo-gym/" + prompt_fingerprint(
+        [*key, body.ng_group_attempt, params.input, params.instructions, body.principle]
+    )
 
 
 def _hint(exc: Refusal, settings: NemoGymSettings) -> Refusal:
@@ -97,7 +102,8 @@ def _hint(exc: Refusal, settings: NemoGymSettings) -> Refusal:
 
 def _echo(body: VerifyRequest, reward: float) -> str:
     row = body.model_dump(mode="json", by_alias=True, exclude_unset=True)
-    answer = {**row, "reward": VerifyResponse(reward=reward).reward}
+    # NeMo-Gym >= 0.7 reads the group's attempt back from every answer, sent or not
+    answer = {**row, "_ng_group_attempt": body.ng_group_attempt, "reward": VerifyResponse(reward=reward).reward}
     # ASCII-escaped: a row may carry text that is not valid UTF-8 (a lone surrogate), echoed as it came.
     return json.dumps(answer, ensure_ascii=True, separators=(",", ":"))
 

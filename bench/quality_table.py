@@ -31,7 +31,6 @@ import argparse
 import asyncio
 import json
 import math
-import os
 import shlex
 import sys
 import tempfile
@@ -46,7 +45,7 @@ import numpy as np
 from scipy.special import expit
 from scipy.stats import binomtest
 
-from bench.style_control import JudgedPair, style_effect_of_records
+from bench.style_control import StyleJudgedPair, style_effect_of_records
 from policies.debias import combine_results
 from policies.style import FEATURES, StyleEffect, style_features
 from policies.verdicts import MAX_MARGIN, PairVerdict, PairwiseResult, PrincipleResult, VerdictMode, mean_reward
@@ -54,16 +53,17 @@ from serve_app.evaluation import metrics
 from serve_app.evaluation.records import JudgeBenchRecord, RMBenchRecord, item_id, load_records
 from serve_app.evaluation.runner import (
     EvaluationRequest,
+    EvaluationService,
     OutputStore,
     Pair,
-    Service,
     ensemble_margin,
     evaluate,
     run_models,
 )
+from serve_app.local_service import shared_path
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("GENRM_SHARED_DATA") or ROOT.parent / "shared" / "data")
+DATA = shared_path("data")
 RMBENCH_FILES: dict[str, tuple[str, ...]] = {
     "chat": ("rmbench/chat_filtered.json",),
     "safety": ("rmbench/safety-refuse_filtered.json", "rmbench/safety-response_filtered.json"),
@@ -92,7 +92,7 @@ def pick(records: Sequence[Any], k: int, seed: Sequence[int], max_chars: int) ->
 
 
 @dataclass(frozen=True)
-class Sample:
+class RecordSample:
     chat: int = 8
     safety: int = 8
     judgebench: int = 10
@@ -101,7 +101,7 @@ class Sample:
     judgebench_max_chars: int = 3000
 
 
-def select(sample: Sample, data: Path = DATA) -> dict[str, list[Any]]:
+def select(sample: RecordSample, data: Path = DATA) -> dict[str, list[Any]]:
     """The run's records per benchmark. RM-Bench ids are prefixed with their file's domain: the per-domain files
     reuse ids, and the runner keys its store by id."""
     rmbench: list[RMBenchRecord] = []
@@ -130,7 +130,7 @@ def sizes(selected: dict[str, list[Any]]) -> dict[str, int]:
     }
 
 
-class TimedService(Service):
+class TimedService(EvaluationService):
     """The runner's client, adding up how long each kind of call took (for the time each method costs)."""
 
     def __init__(self, base_url: str) -> None:
@@ -329,8 +329,8 @@ TIME_SHARE: dict[str, tuple[float, float]] = {
 }
 
 
-def _judged_pairs(pairs: Sequence[StoredPair]) -> list[JudgedPair]:
-    return [JudgedPair(p.better, p.worse, *_better_first(p)) for p in pairs]
+def _judged_pairs(pairs: Sequence[StoredPair]) -> list[StyleJudgedPair]:
+    return [StyleJudgedPair(p.better, p.worse, *_better_first(p)) for p in pairs]
 
 
 def _raw_features(texts: Sequence[str]) -> np.ndarray:
@@ -660,7 +660,7 @@ def _display(path: Path) -> str:
 
 
 def report(
-    argv: Sequence[str], sample: Sample, selected: dict[str, list[Any]], out: Path, draws: int = BOOTSTRAP
+    argv: Sequence[str], sample: RecordSample, selected: dict[str, list[Any]], out: Path, draws: int = BOOTSTRAP
 ) -> tuple[str, dict[str, Any]]:
     store = OutputStore(out)
     pairs = stored_pairs(selected, store)
@@ -825,17 +825,19 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", help="the running service (not needed with --report-only)")
-    parser.add_argument("--rmbench-chat", type=int, default=Sample.chat, help="RM-Bench chat records (0: none)")
-    parser.add_argument("--rmbench-safety", type=int, default=Sample.safety, help="RM-Bench safety records, both files")
-    parser.add_argument("--judgebench", type=int, default=Sample.judgebench, help="JudgeBench pairs (0: none)")
-    parser.add_argument("--rmbench-max-chars", type=int, default=Sample.rmbench_max_chars)
-    parser.add_argument("--judgebench-max-chars", type=int, default=Sample.judgebench_max_chars)
+    parser.add_argument("--rmbench-chat", type=int, default=RecordSample.chat, help="RM-Bench chat records (0: none)")
+    parser.add_argument(
+        "--rmbench-safety", type=int, default=RecordSample.safety, help="RM-Bench safety records, both files"
+    )
+    parser.add_argument("--judgebench", type=int, default=RecordSample.judgebench, help="JudgeBench pairs (0: none)")
+    parser.add_argument("--rmbench-max-chars", type=int, default=RecordSample.rmbench_max_chars)
+    parser.add_argument("--judgebench-max-chars", type=int, default=RecordSample.judgebench_max_chars)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True, help="the run's folder (outputs.jsonl, timing)")
     parser.add_argument("--table", type=Path, default=TABLE)
     parser.add_argument("--report-only", action="store_true", help="score the stored outputs, send nothing")
     args = parser.parse_args(argv)
-    sample = Sample(
+    sample = RecordSample(
         args.rmbench_chat,
         args.rmbench_safety,
         args.judgebench,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -22,15 +21,15 @@ from typing import Any
 from serve_app.evaluation.report import RunMetadata, write_report
 from serve_app.evaluation.runner import (
     EvaluationRequest,
+    EvaluationService,
     OutputStore,
-    Service,
     evaluate,
     item_failures,
     score_all,
 )
-from serve_app.local_service import BASE, ROOT, serve_run_process
+from serve_app.local_service import BASE, serve_run_process, shared_path
 
-DATA = Path(os.environ.get("GENRM_SHARED_DATA", ROOT.parent / "shared" / "data"))
+DATA = shared_path("data")
 FILES = {
     "judgebench": DATA / "judgebench" / "judgebench_gpt-4o-2024-05-13.jsonl",
     "rmbench": DATA / "rmbench" / "chat_filtered.json",
@@ -42,7 +41,7 @@ CALLS = {"judgebench": (2, 2), "rmbench": (6, 18)}
 def _run(benchmark: str, n: int, out: Path) -> dict[str, Any]:
     shutil.rmtree(out / benchmark, ignore_errors=True)  # a fresh run: a resumed one would time only the rest
     request = EvaluationRequest(files={benchmark: FILES[benchmark]}, out=out / benchmark, sample=n, seed=0)
-    svc = Service(BASE)
+    svc = EvaluationService(BASE)
     started = time.monotonic()
     loaded = asyncio.run(evaluate(request, BASE, service=svc))
     wall_s = time.monotonic() - started
@@ -50,7 +49,9 @@ def _run(benchmark: str, n: int, out: Path) -> dict[str, Any]:
     return summarize(benchmark, loaded, request.out, wall_s, svc)
 
 
-def summarize(benchmark: str, loaded: dict[str, Any], out: Path, wall_s: float, svc: Service) -> dict[str, Any]:
+def summarize(
+    benchmark: str, loaded: dict[str, Any], out: Path, wall_s: float, svc: EvaluationService
+) -> dict[str, Any]:
     """The run's numbers from its stored outputs, and its report beside them."""
     store = OutputStore(out)
     items = [item for key, item in store.done.items() if key[0] == benchmark]

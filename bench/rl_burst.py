@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import tempfile
 import time
@@ -31,9 +30,9 @@ from typing import Any
 import httpx
 import yaml
 
-from serve_app.local_service import BASE, ROOT, serve_run_process
+from serve_app.local_service import BASE, ROOT, serve_run_process, shared_path
 
-DATA = Path(os.environ.get("GENRM_SHARED_DATA", ROOT.parent / "shared" / "data")) / "rmbench" / "chat_filtered.json"
+DATA = shared_path("data", "rmbench", "chat_filtered.json")
 RESULTS = Path(__file__).parent / "results"
 
 

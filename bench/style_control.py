@@ -98,7 +98,7 @@ async def cell(
 
 
 @dataclass(frozen=True)
-class JudgedPair:
+class StyleJudgedPair:
     """A chosen and a rejected response to one prompt, judged in both orders (``forward`` shows the chosen first)."""
 
     chosen: str
@@ -107,7 +107,9 @@ class JudgedPair:
     backward: PairVerdict | None
 
 
-def style_effect_of_records(pairs: Sequence[JudgedPair], *, outcome_mode: bt.OutcomeMode = "scaled") -> StyleEffect:
+def style_effect_of_records(
+    pairs: Sequence[StyleJudgedPair], *, outcome_mode: bt.OutcomeMode = "scaled"
+) -> StyleEffect:
     """The judge's style effect over many prompts' chosen/rejected pairs.
 
     One pair per prompt cannot separate style from quality (see :mod:`policies.style`), but across prompts it can:

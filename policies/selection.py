@@ -32,8 +32,8 @@ from policies.pairings import DESIGNS, Adaptive, DesignState, PairDesign, Swiss
 from policies.style import StyleEffect, fit_with_style
 from policies.verdicts import PairwiseResult, PrincipleResult, VerdictMode, mean_reward
 
-PairwiseJudge = Callable[[int, int], Awaitable[PairwiseResult]]
-PrincipleJudge = Callable[[int], Awaitable[Sequence[PrincipleResult]]]
+PairwiseCall = Callable[[int, int], Awaitable[PairwiseResult]]
+PrincipleCall = Callable[[int], Awaitable[Sequence[PrincipleResult]]]
 Strategy = Literal["principle", "circular", "knockout", "swiss", "round_robin", "adaptive"]
 
 
@@ -173,7 +173,7 @@ async def _call_with_retries(
 
 
 async def _principle_call(
-    judge: PrincipleJudge, index: int, config: SelectionConfig
+    judge: PrincipleCall, index: int, config: SelectionConfig
 ) -> tuple[list[PrincipleResult], bool]:
     """All principles for one candidate; a raised error becomes (no results, failed)."""
     try:
@@ -184,7 +184,7 @@ async def _principle_call(
 
 async def _run_round(
     pairs: Sequence[tuple[int, int]],
-    judge: PairwiseJudge,
+    judge: PairwiseCall,
     budget: _Budget,
     config: SelectionConfig,
     rng: np.random.Generator,
@@ -219,8 +219,8 @@ def _principle_means(results: Sequence[Sequence[PrincipleResult]], n: int) -> np
 
 async def select_best(
     n: int,
-    pairwise: PairwiseJudge | None,
-    principle: PrincipleJudge | None = None,
+    pairwise: PairwiseCall | None,
+    principle: PrincipleCall | None = None,
     config: SelectionConfig | None = None,
     texts: Sequence[str] | None = None,
 ) -> SelectionResult:

@@ -23,6 +23,14 @@ START_TIMEOUT_S = 900
 CONVERSATION = [{"role": "user", "content": "What is the capital of France?"}]
 
 
+def shared_path(*parts: str) -> Path:
+    """A path in the shared reference folder beside the project (``../shared``: published data, the KubeRay CRD),
+    read in place and never copied; ``GENRM_SHARED_DATA`` names its ``data`` folder elsewhere."""
+    if parts[:1] == ("data",) and (data := os.environ.get("GENRM_SHARED_DATA")):
+        return Path(data, *parts[1:])
+    return ROOT.parent.joinpath("shared", *parts)
+
+
 def cpu_default_args() -> dict[str, Any]:
     """The application args of config.yaml (the CPU default)."""
     import yaml

@@ -3,14 +3,13 @@ GENRM_SHARED_DATA names. It is read in place, never copied into the project."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(
-    os.environ.get("GENRM_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data"
-)
+from serve_app.local_service import shared_path
+
+SHARED_DATA = shared_path("data")
 
 
 def shared(relative: str) -> Path:

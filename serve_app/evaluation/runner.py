@@ -102,7 +102,7 @@ class OutputStore:
 # --- the service ---------------------------------------------------------------------------------------------------
 
 
-class Service:
+class EvaluationService:
     """The evaluation's client of the HTTP API, on :class:`~serve_app.client.AsyncGenRMClient`: a 503 with
     Retry-After (admission full, a judge warming up) is waited out and sent again for as long as it takes, so the
     run goes as fast as the service admits; other refusals become missing verdicts, counted in ``refusals``."""
@@ -170,7 +170,7 @@ def _messages(turns: Iterable[Any]) -> list[dict[str, str]]:
 # --- running items -------------------------------------------------------------------------------------------------
 
 
-async def _rmbench(svc: Service, r: RMBenchRecord, principles: list[str]) -> ItemOutputs:
+async def _rmbench(svc: EvaluationService, r: RMBenchRecord, principles: list[str]) -> ItemOutputs:
     conversation = [{"role": "user", "content": r.prompt}]
     texts = {**{f"c{i}": t for i, t in enumerate(r.chosen)}, **{f"r{j}": t for j, t in enumerate(r.rejected)}}
     keys = [f"c{i}|r{j}" for i in range(3) for j in range(3)]
@@ -186,7 +186,7 @@ async def _rmbench(svc: Service, r: RMBenchRecord, principles: list[str]) -> Ite
 
 
 async def _two_responses(
-    svc: Service,
+    svc: EvaluationService,
     benchmark: str,
     item: str,
     conversation: list[dict[str, str]],
@@ -205,14 +205,16 @@ async def _two_responses(
     )
 
 
-async def _bestofn(svc: Service, r: BestOfNRecord, strategies: list[str], principles: list[str]) -> ItemOutputs:
+async def _bestofn(
+    svc: EvaluationService, r: BestOfNRecord, strategies: list[str], principles: list[str]
+) -> ItemOutputs:
     conversation = _messages(r.messages)
     picks = await asyncio.gather(*(svc.best_of_n(conversation, r.candidates, s, principles) for s in strategies))
     return ItemOutputs(benchmark="bestofn", item=item_id(r), bestofn=dict(zip(strategies, picks, strict=True)))
 
 
 async def _run_item(
-    svc: Service, benchmark: str, record: Any, principles: list[str], strategies: list[str]
+    svc: EvaluationService, benchmark: str, record: Any, principles: list[str], strategies: list[str]
 ) -> ItemOutputs:
     if benchmark == "rmbench":
         return await _rmbench(svc, record, principles)
@@ -296,7 +298,7 @@ class Progress:
 
 
 async def run_benchmark(
-    svc: Service,
+    svc: EvaluationService,
     store: OutputStore,
     benchmark: str,
     records: Sequence[Any],
@@ -511,13 +513,13 @@ def score_all(loaded: dict[str, list[Any]], store: OutputStore, metadata: RunMet
 
 
 async def evaluate(
-    request: EvaluationRequest, base_url: str, token: str | None = None, service: Service | None = None
+    request: EvaluationRequest, base_url: str, token: str | None = None, service: EvaluationService | None = None
 ) -> dict[str, list[Any]]:
     """Send every item not yet in the output folder; returns the loaded records. ``service`` (else one made for
     ``base_url``) keeps its refusal counts for the caller to read; it is closed at the end either way."""
     loaded = load_all(request)
     store = OutputStore(request.out)
-    svc = service or Service(base_url, token)
+    svc = service or EvaluationService(base_url, token)
     try:
         capacity = await svc.wait_ready()
         concurrency = request.concurrency or capacity or DEFAULT_CONCURRENCY

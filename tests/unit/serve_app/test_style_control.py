@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from scipy.stats import spearmanr
 
 from bench.simulated_judges import JudgeModel, SimulatedJudges
-from bench.style_control import JudgedPair, LengthBiasedJudges, group, style_effect_of_records
+from bench.style_control import LengthBiasedJudges, StyleJudgedPair, group, style_effect_of_records
 from policies import bradley_terry as bt
 from policies.selection import SelectionConfig, select_best
 from policies.style import COLLINEAR, CONSTANT, FEATURES, TOO_FEW, fittable_features, style_features
@@ -100,7 +100,7 @@ def test_the_pooled_fit_recovers_a_planted_style_effect() -> None:
             chosen_wins = rng.random() < p_chosen
             return PairVerdict(ranking=2 if chosen_wins == first_is_chosen else 5)
 
-        pairs.append(JudgedPair(chosen, rejected, verdict(True), verdict(False)))
+        pairs.append(StyleJudgedPair(chosen, rejected, verdict(True), verdict(False)))
     effect = style_effect_of_records(pairs, outcome_mode="binary")
     assert effect.fitted and set(effect.coefficients) == {"log_length"}
     assert set(effect.not_fitted) == set(FEATURES[1:])

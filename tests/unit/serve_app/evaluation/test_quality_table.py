@@ -148,7 +148,7 @@ def test_the_report_renders_every_method(tmp_path: Path) -> None:
     record, item = _rmbench("chat/1", chosen_first=False)
     selected = {"rmbench": [record], "judgebench": [_judgebench("p1")]}
     _store(tmp_path, [item, _jb_item("p1", _call(2), _call(2), a=1.0, b=-1.0)])
-    text, data = qt.report(["--out", str(tmp_path)], qt.Sample(), selected, tmp_path, draws=20)
+    text, data = qt.report(["--out", str(tmp_path)], qt.RecordSample(), selected, tmp_path, draws=20)
     for _, label in qt.METHODS:
         assert label in text
     assert "`python -m bench.quality_table --out OUT`" in text
@@ -158,12 +158,12 @@ def test_the_report_renders_every_method(tmp_path: Path) -> None:
 def test_the_sample_of_the_published_files_is_under_the_cap_with_distinct_ids() -> None:
     for name in (qt.JUDGEBENCH_FILE, *(f for files in qt.RMBENCH_FILES.values() for f in files)):
         shared(name)
-    selected = qt.select(qt.Sample(chat=5, safety=20, judgebench=10), SHARED_DATA)
+    selected = qt.select(qt.RecordSample(chat=5, safety=20, judgebench=10), SHARED_DATA)
     rmbench = selected["rmbench"]
     assert len(rmbench) == 25 and len(selected["judgebench"]) == 10
     assert len({r.id for r in rmbench}) == 25  # the per-domain files reuse ids; the prefix keeps them apart
-    assert all(qt.record_chars(r) <= qt.Sample.rmbench_max_chars for r in rmbench)
-    assert all(qt.record_chars(r) <= qt.Sample.judgebench_max_chars for r in selected["judgebench"])
+    assert all(qt.record_chars(r) <= qt.RecordSample.rmbench_max_chars for r in rmbench)
+    assert all(qt.record_chars(r) <= qt.RecordSample.judgebench_max_chars for r in selected["judgebench"])
     assert {r.domain for r in rmbench[5:]} <= {"safety-refuse", "safety-response"}
 
 

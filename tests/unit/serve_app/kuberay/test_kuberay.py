@@ -17,11 +17,12 @@ from serve_app.config import RouterConfig
 from serve_app.kuberay.layout import Layout, load_layout
 from serve_app.kuberay.render import hub_checkpoints, output_dir, rayservice, render, serve_document
 from serve_app.kuberay.validate import load_crd_schema, schema_problems, validate_rayservice
+from serve_app.local_service import shared_path
 
 ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
 LAYOUTS = sorted((ROOT / "k8s" / "layouts").glob("*.yaml"))
 # The CRD is data the project reads but does not ship; point KUBERAY_RAYSERVICE_CRD at a copy to use another.
-CRD = Path(os.environ.get("KUBERAY_RAYSERVICE_CRD", ROOT.parent / "shared" / "kuberay" / "ray.io_rayservices.yaml"))
+CRD = Path(os.environ.get("KUBERAY_RAYSERVICE_CRD") or shared_path("kuberay", "ray.io_rayservices.yaml"))
 
 
 @pytest.fixture(scope="module")

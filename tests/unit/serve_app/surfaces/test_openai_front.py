@@ -22,7 +22,7 @@ pytest.importorskip("ray.serve", reason="the router's metrics need ray[serve]")
 openai = pytest.importorskip("openai")
 uvicorn = pytest.importorskip("uvicorn")
 
-from stand_in_judges import served  # noqa: E402
+from stand_in_judges import NoMetrics, served  # noqa: E402
 
 from deployments.engine_client import Completion, JudgeCallError  # noqa: E402
 from deployments.pairwise.judge import PairwiseJudge, PairwiseSettings  # noqa: E402
@@ -67,18 +67,6 @@ class StandInEngine:
         if self.fail is not None:
             raise self.fail
         return self.answer
-
-
-class NoMetrics:
-    """Stands in for RouterMetrics: every instrument accepts and drops its updates."""
-
-    class _Instrument:
-        def inc(self, *args: Any, **kwargs: Any) -> None: ...
-
-        def observe(self, *args: Any, **kwargs: Any) -> None: ...
-
-    def __getattr__(self, name: str) -> Any:
-        return self._Instrument()
 
 
 #: the GenRM-2603 template's structure, as deployments.template_markers derives it from the checkpoint

@@ -162,7 +162,11 @@ class _Client:
     ) -> None:
         if max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {max_retries}")
-        self.base_url = (base_url or os.environ.get("GENRM_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        # The service's root: an OpenAI-style base URL (``.../v1``, as the OpenAI front is addressed) means the same
+        # service, and would otherwise become ``/v1/v1/rank``.
+        self.base_url = (
+            (base_url or os.environ.get("GENRM_BASE_URL") or DEFAULT_BASE_URL).rstrip("/").removesuffix("/v1")
+        )
         self.max_retries = max_retries
         self.retried = 0  # 503 + Retry-After and connection retries, over the client's life
         token = token if token is not None else os.environ.get(TOKEN_ENV) or None

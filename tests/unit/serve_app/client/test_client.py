@@ -51,6 +51,15 @@ def test_every_core_route_answers_in_the_projects_models(url: str) -> None:
         assert client.readiness().status in ("ready", "warming_up")
 
 
+def test_an_openai_style_base_url_reaches_the_same_routes(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``http://host:8000/v1`` (how the OpenAI front is addressed, and what users put in GENRM_BASE_URL) is the
+    service's root, not a prefix: /v1/rank, never /v1/v1/rank."""
+    monkeypatch.setenv("GENRM_BASE_URL", f"{url}/v1/")
+    with GenRMClient() as client:
+        assert client.base_url == url
+        assert client.rank(conversation=CONVERSATION, candidates=CANDIDATES).ranks == [3, 1, 2]
+
+
 def test_the_async_client_sends_concurrently_on_one_pool(url: str) -> None:
     async def go() -> list[RankResponse]:
         async with AsyncGenRMClient(url) as client:

@@ -400,23 +400,45 @@ def test_cli_checks_the_committed_manifests(capsys: pytest.CaptureFixture[str]) 
     assert capsys.readouterr().out.count(": OK") == 2
 
 
-def test_readme_steps_name_what_the_manifests_create(production: dict[str, Any]) -> None:
-    """The README's KubeRay walk-through uses the files, object names and request body the project really has."""
+def _walkthrough_objects(layout: str) -> dict[str, str]:
+    """The objects a layout's manifests create, that its walk-through must name: RayService, Services, Job, Secret."""
+    service = _manifest(layout)
+    name = service["metadata"]["name"]
+    job = yaml.safe_load_all((ROOT / "k8s" / layout / "models.yaml").read_text())
+    return {
+        "rayservice": f"kubectl get rayservice {name} -w",
+        "job": f"job/{next(d for d in job if d['kind'] == 'Job')['metadata']['name']}",
+        "service": f"svc/{service['spec']['serveService']['metadata']['name']} 8000:8000",
+        "dashboard": f"svc/{name}-head-svc 8265:8265",
+        "token secret": f"secret generic {load_layout(ROOT / 'k8s' / 'layouts' / f'{layout}.yaml').api_token_secret} ",
+        "manifests": f"-f k8s/{layout}/rayservice.yaml",
+    }
+
+
+@pytest.mark.parametrize(
+    ("layout", "heading"),
+    [("production", "## Deploy the production layout"), ("single-node", "## Deploy the single-node layout")],
+)
+def test_docs_walkthroughs_name_what_their_manifests_create(layout: str, heading: str) -> None:
+    """docs/kubernetes.md walks through each layout with the files, object names and request body that layout really
+    has, and names none of the other layout's objects."""
     import json
     import re
 
     from serve_app.protocols.genrm_api import BestOfNRequest
 
-    text = (ROOT / "README.md").read_text()
-    section = text[text.index("## Running on Kubernetes (KubeRay)") : text.index("## Layout")]
+    text = (ROOT / "docs" / "kubernetes.md").read_text()
+    start = text.index(heading)
+    section = text[start : text.index("\n## ", start + len(heading))]
     for path in re.findall(r"(?:-f|render-k8s|check-k8s) (k8s/[\w./-]+)", section):
         assert (ROOT / path).is_file(), path
-    name = production["metadata"]["name"]
-    job = yaml.safe_load_all((ROOT / "k8s" / "production" / "models.yaml").read_text())
-    assert f"job/{next(d for d in job if d['kind'] == 'Job')['metadata']['name']}" in section
-    assert f"svc/{production['spec']['serveService']['metadata']['name']} 8000:8000" in section
-    assert f"kubectl get rayservice {name} -w" in section
-    assert f"svc/{name}-head-svc 8265:8265" in section
+        if path.startswith(("k8s/layouts/", "k8s/production/", "k8s/single-node/")):  # not the shared Dockerfile
+            assert f"/{layout}" in path, f"the {layout} walk-through names {path}"
+    for what, words in _walkthrough_objects(layout).items():
+        assert words in section, f"the {layout} walk-through does not name its {what}: {words!r}"
+    other = "single-node" if layout == "production" else "production"
+    for what, words in _walkthrough_objects(other).items():
+        assert words not in section, f"the {layout} walk-through names the {other} layout's {what}: {words!r}"
     body = re.search(r"curl -s localhost:8000/v1/best_of_n .*?-d '(.*?)'\n", section)
     assert body is not None
     BestOfNRequest.model_validate(json.loads(body.group(1)))

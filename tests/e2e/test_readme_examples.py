@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from live_service import BASE, smollm2_folder
 
 ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
@@ -53,7 +52,6 @@ def test_the_readme_client_example_runs(service: httpx.Client, tmp_path: Path) -
 
 
 def test_the_readme_trl_example_trains_one_step(service: httpx.Client, tmp_path: Path) -> None:
-    pytest.importorskip("trl")
     from bench.trl_grpo import tiny_policy
 
     model: Any

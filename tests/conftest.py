@@ -37,12 +37,33 @@ def service(left_running: object) -> Iterator[object]:
     from live_service import PORT, ROOT, own_ray_cluster, serve_run
 
     logs = ROOT / ".pytest_cache"
-    log = logs / "serve-run.log" if logs.is_dir() else None
+    logs.mkdir(exist_ok=True)
+    SERVICE_LOG["path"] = logs / "serve-run.log"
     try:
         with (
-            own_ray_cluster(log_path=logs / "ray-head.log" if logs.is_dir() else None) as address,
-            serve_run(log, port=PORT, address=address) as client,
+            own_ray_cluster(log_path=logs / "ray-head.log") as address,
+            serve_run(SERVICE_LOG["path"], port=PORT, address=address) as client,
         ):
             yield client
     except RuntimeError as exc:
-        pytest.fail(str(exc))
+        pytest.fail(f"{exc}\n--- the end of `serve run`'s log ---\n{_log_tail()}")
+
+
+#: where `serve run`'s output goes (the replicas' logs, their access lines included): kept out of the test output,
+#: shown under a failed end-to-end test
+SERVICE_LOG: dict[str, Path] = {}
+
+
+def _log_tail(lines: int = 150) -> str:
+    path = SERVICE_LOG.get("path")
+    if path is None or not path.is_file():
+        return "(no log)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    report = yield
+    if report.failed and item.get_closest_marker("e2e") is not None and SERVICE_LOG:
+        report.sections.append(("the service's log (the end of `serve run`'s output)", _log_tail()))
+    return report

@@ -20,6 +20,8 @@ from serve_app.core.cohorts import CohortSettings
 #: the two judge roles, in the order the service lists them
 JudgeRole = Literal["principle", "pairwise"]
 JUDGE_ROLES: tuple[JudgeRole, ...] = ("principle", "pairwise")
+#: the tenant of a deployment without ``router.tenants`` (one token or none: every caller is this one tenant)
+DEFAULT_TENANT = "default"
 
 
 class EndpointModel(BaseModel):
@@ -189,6 +191,25 @@ class TrainerSettings(BaseModel):
     llamafactory: LlamaFactorySettings = LlamaFactorySettings()
 
 
+class TenantConfig(BaseModel):
+    """``router.tenants[]``: one training job or team sharing the service. Its bearer token names it; its cohorts,
+    limits and metrics are its own. Limits hold per router replica."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$", description="the tenant's name (metrics, cohorts)")
+    token_env: str = Field(
+        min_length=1,
+        description="environment variable holding the tenant's bearer token (on KubeRay, set from a key of the "
+        "token Secret); the router does not start while it is unset or empty",
+    )
+    weight: float = Field(default=1.0, gt=0.0, description="its share of contended slots, relative to the others")
+    max_concurrent_requests: int | None = Field(
+        default=None, ge=1, description="its requests judged at once per router replica (None: only the router's)"
+    )
+    max_queued_requests: int = Field(default=0, ge=0, description="its requests waiting beyond those; more get 429")
+
+
 class RouterConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -216,6 +237,11 @@ class RouterConfig(BaseModel):
     auth_token_env: str | None = Field(
         default="GENRM_API_TOKEN", description="environment variable holding the bearer token, when set and non-empty"
     )
+    tenants: list[TenantConfig] = Field(
+        default_factory=list,
+        description="several jobs or teams, each with its own token, weight and limits (empty: one tenant, the "
+        "auth_token or auth_token_env token)",
+    )
     max_batch_groups: int = Field(default=256, ge=1, description="groups one /v1/rank_batch request may hold")
     selection: SelectionConfig = SelectionConfig()
     cohorts: CohortSettings = CohortSettings()
@@ -234,6 +260,20 @@ class RouterConfig(BaseModel):
             return not isinstance(scaling, dict) or int(scaling.get("max_replicas", 1)) > 1
         replicas = self.deployment.get("num_replicas", 1)
         return replicas == "auto" or (isinstance(replicas, int) and replicas > 1)
+
+    @model_validator(mode="after")
+    def _tenants_apart(self) -> RouterConfig:
+        if not self.tenants:
+            return self
+        for field in ("name", "token_env"):
+            values = [getattr(t, field) for t in self.tenants]
+            if len(set(values)) < len(values):
+                raise ValueError(f"router.tenants: every tenant needs its own {field} (got {values})")
+        if self.auth_token is not None:
+            raise ValueError("router.tenants and router.auth_token exclude each other: each tenant has its own token")
+        if "default" in {t.name for t in self.tenants}:
+            raise ValueError("router.tenants: 'default' names the tenant of a deployment without tenants; pick another")
+        return self
 
     @model_validator(mode="after")
     def _cohorts_fit(self) -> RouterConfig:

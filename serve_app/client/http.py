@@ -6,9 +6,9 @@ as malformed fails here first, with pydantic's message. What they share:
 - one connection pool per client (keep-alive), closed by ``close()`` or the ``with`` block;
 - timeouts the caller sets: ``timeout_s`` per request (default :data:`DEFAULT_TIMEOUT_S`) and ``connect_timeout_s``;
 - bounded retries: a 503 that carries Retry-After (admission full, a judge still warming up, a cohort table full)
-  is sent again after the advertised wait, at most ``max_retries`` times; so is a request that never reached the
-  service (connection refused). A 4xx is never retried, nor is a 503 without Retry-After (a judge call that timed
-  out: the work may have run);
+  and a 429 (this tenant at its own limits, ``router.tenants``) are sent again after the advertised wait, at most
+  ``max_retries`` times; so is a request that never reached the service (connection refused). Any other 4xx is
+  never retried, nor is a 503 without Retry-After (a judge call that timed out: the work may have run);
 - the bearer token from ``token`` or else the environment variable :data:`TOKEN_ENV`;
 - a refusal raises :class:`ServiceRefused` with the status and the service's own reason.
 
@@ -52,6 +52,8 @@ from serve_app.protocols.genrm_api import (
 DEFAULT_TIMEOUT_S = 900.0
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
 DEFAULT_MAX_RETRIES = 8
+#: refusals that waiting cures, when they carry Retry-After: the service is full (503), the tenant is (429)
+RETRIED = frozenset({429, 503})
 #: A Retry-After above this is waited only this long before the next try.
 MAX_RETRY_WAIT_S = 60.0
 TOKEN_ENV = "GENRM_API_TOKEN"
@@ -120,7 +122,7 @@ def _outcome(method: str, path: str, response: httpx.Response) -> Any:
     if response.status_code < 400:
         return response.json()
     refusal = _refusal(method, path, response)
-    if response.status_code == 503 and refusal.retry_after_s is not None:
+    if response.status_code in RETRIED and refusal.retry_after_s is not None:
         return _Wait(min(refusal.retry_after_s, MAX_RETRY_WAIT_S), refusal)
     raise refusal
 

@@ -8,7 +8,8 @@ its own place in it.
 
 Rules (each refusal is a :class:`CohortRefused` with the HTTP status to answer):
 
-* a group key is explicit (the client's ``group_id``) or derived from the prompt (conversation and principles);
+* a group key is explicit (the client's ``group_id``) or derived from the prompt (conversation and principles),
+  always within the sample's scope (its tenant, and its job when the caller names one);
   under a derived key, samples beyond a full cohort open the next cohort of that prompt (the same prompt twice in a
   step, the next epoch); under an explicit key they are refused: 422 when the cohort already had all its samples,
   409 when it stopped waiting and was judged without them;
@@ -111,12 +112,14 @@ class Sample:
     group_id: str | None = None
     group_size: int | None = None
     rollout_index: int | None = None
+    #: whose cohorts these are (a tenant, and a job within it): samples of different scopes never share a cohort
+    scope: str = ""
 
     @property
     def key(self) -> str:
         if self.group_id is not None:
-            return f"group:{self.group_id}"
-        return f"prompt:{self.fingerprint}:{self.group_size}"
+            return f"group:{self.scope}:{self.group_id}"
+        return f"prompt:{self.scope}:{self.fingerprint}:{self.group_size}"
 
 
 @dataclasses.dataclass(slots=True, eq=False)

@@ -17,9 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
+
+from serve_app.config import DEFAULT_TENANT
+from serve_app.core.admission import FairSlots
 
 T = TypeVar("T")
 
@@ -37,13 +40,21 @@ class CallTiming:
 
 
 class JudgeLane:
-    """One judge's calls: a bounded number in flight and the time of its last answer."""
+    """One judge's calls: a bounded number in flight, shared fairly between tenants (``weights``), and the time of
+    its last answer."""
 
-    def __init__(self, name: str, silence_s: float, max_inflight: int | None = None, max_call_s: float | None = None):
+    def __init__(
+        self,
+        name: str,
+        silence_s: float,
+        max_inflight: int | None = None,
+        max_call_s: float | None = None,
+        weights: Mapping[str, float] | None = None,
+    ):
         self.name = name
         self.silence_s = silence_s
         self.max_call_s = max_call_s if max_call_s is not None else 10 * silence_s
-        self._slots = asyncio.Semaphore(max_inflight) if max_inflight else None
+        self._slots = FairSlots(max_inflight, weights) if max_inflight else None
         self.max_inflight = max_inflight
         self.inflight = 0
         self.waiting = 0
@@ -51,25 +62,28 @@ class JudgeLane:
         self.last_answer = float("-inf")
 
     @contextlib.asynccontextmanager
-    async def _slot(self) -> AsyncIterator[None]:
+    async def _slot(self, tenant: str) -> AsyncIterator[None]:
         if self._slots is None:
             yield
             return
         self.waiting += 1
         try:
-            await self._slots.acquire()
+            await self._slots.acquire(tenant)
         finally:
             self.waiting -= 1
         try:
             yield
         finally:
-            self._slots.release()
+            self._slots.release(tenant)
 
-    async def call(self, make: Callable[[], Awaitable[T]], timing: CallTiming | None = None) -> T:
-        """Run ``make()`` when a slot is free; raise :class:`JudgeSilent` as the module docstring says."""
+    async def call(
+        self, make: Callable[[], Awaitable[T]], timing: CallTiming | None = None, tenant: str = DEFAULT_TENANT
+    ) -> T:
+        """Run ``make()`` when a slot is free (the tenant's fair turn); raise :class:`JudgeSilent` as the module
+        docstring says."""
         timing = timing if timing is not None else CallTiming()
         queued = time.monotonic()
-        async with self._slot():
+        async with self._slot(tenant):
             sent = time.monotonic()
             timing.queued_s = sent - queued
             self.inflight += 1

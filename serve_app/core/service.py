@@ -34,8 +34,8 @@ from policies.debias import combine_results
 from policies.duplicates import expand_result, group_duplicates
 from policies.selection import select_best
 from policies.verdicts import PairwiseResult, PrincipleResult, mean_reward
-from serve_app.config import JUDGE_ROLES, AppConfig, RouterConfig
-from serve_app.core.admission import Admission, Overloaded
+from serve_app.config import DEFAULT_TENANT, JUDGE_ROLES, AppConfig, RouterConfig
+from serve_app.core.admission import Admission, Overloaded, TenantLimits, TenantOverloaded
 from serve_app.core.answers import Selected, best_of_n_answer, rank_answer, reward_answer
 from serve_app.core.checks import RequestChecks
 from serve_app.core.cohorts import Cohort, CohortRefused, Cohorts, Sample, prompt_fingerprint
@@ -69,8 +69,8 @@ logger = logging.getLogger("genrm_ensemble.router")
 
 T = TypeVar("T")
 
-#: the key of a forwarded /v1/reward payload that names its reward rule
-_FORWARDED_RULE = "_reward_rule"
+#: the keys of a forwarded /v1/reward payload that name its reward rule and its tenant
+_FORWARDED_RULE, _FORWARDED_TENANT = "_reward_rule", "_tenant"
 #: engine refusals that mean the request itself was wrong (too long, a bad parameter): the caller's to fix
 _REQUEST_REFUSED = frozenset({400, 413, 422})
 
@@ -91,6 +91,7 @@ class CohortPrompt:
     principles: list[str]
     principle_for_pairwise: str | None
     rule: RewardRule
+    tenant: str
 
 
 class Forwarded(BaseModel):
@@ -123,14 +124,19 @@ class JudgingService:
         self.checks = RequestChecks(self.limits)
         self.rules = reward_rules(self.limits)
         self.metrics = metrics if metrics is not None else RouterMetrics()
-        self.admission = Admission(self.limits.max_concurrent_requests, self.limits.max_queued_requests)
+        tenants = {
+            t.name: TenantLimits(t.weight, t.max_concurrent_requests, t.max_queued_requests)
+            for t in self.limits.tenants
+        }
+        self.admission = Admission(self.limits.max_concurrent_requests, self.limits.max_queued_requests, tenants)
+        weights = {name: t.weight for name, t in tenants.items()}
         self.principle = judges.principle
         self.pairwise = judges.pairwise
         self.budgets = judges.budgets
         # Token counting is CPU work: one thread keeps it off the event loop and never shares a tokenizer.
         self._tokenizing = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize")
         self.lanes = {
-            role: JudgeLane(role, cfg.call_timeout_s, cfg.max_inflight_calls, cfg.max_call_s)
+            role: JudgeLane(role, cfg.call_timeout_s, cfg.max_inflight_calls, cfg.max_call_s, weights)
             for role in JUDGE_ROLES
             if (cfg := getattr(self.config, role)) is not None
         }
@@ -165,7 +171,7 @@ class JudgingService:
     async def _timed(self, stats: RequestStats, judge: str, call: Callable[[], Awaitable[T]]) -> T:
         timing = CallTiming()
         try:
-            result = await self.lanes[judge].call(call, timing)
+            result = await self.lanes[judge].call(call, timing, stats.tenant)
         except JudgeSilent:
             stats.calls[(judge, "timeout")] += 1
             raise
@@ -199,13 +205,33 @@ class JudgingService:
             f"{self.limits.max_queued_requests} queued); retry later",
         )
 
+    def _tenant_overloaded(self, stats: RequestStats, exc: TenantOverloaded) -> Refusal:
+        return self._come_back(
+            stats,
+            429,
+            f"tenant {exc.tenant!r} has as many requests in flight as its limits allow ({exc.running} running + "
+            f"{exc.queued} queued per router replica); retry later",
+        )
+
+    def _admit(self, stats: RequestStats) -> None:
+        """Refuse at once what admission would refuse (a batch asks once, for all its groups)."""
+        try:
+            self.admission.check(stats.tenant)
+        except TenantOverloaded as exc:
+            raise self._tenant_overloaded(stats, exc) from None
+        except Overloaded:
+            raise self._overloaded(stats) from None
+
     @contextlib.asynccontextmanager
     async def _admitted(self, stats: RequestStats, *, admitted: bool = False) -> AsyncIterator[float]:
-        """One admission slot for the block (yields the seconds waited for it); 503 with Retry-After when the
-        router already holds as many requests as it may. ``admitted``: let in already, so wait, never refuse."""
+        """One admission slot for the block (yields the seconds waited for it); 429 with Retry-After when the
+        tenant is at its own limits, 503 when the router already holds as many requests as it may. ``admitted``:
+        let in already, so wait, never refuse."""
         try:
-            async with self.admission.slot(admitted=admitted) as queued_s:
+            async with self.admission.slot(admitted=admitted, tenant=stats.tenant) as queued_s:
                 yield queued_s
+        except TenantOverloaded as exc:
+            raise self._tenant_overloaded(stats, exc) from None
         except Overloaded:
             raise self._overloaded(stats) from None
 
@@ -311,17 +337,15 @@ class JudgingService:
 
     # ---- many groups ---------------------------------------------------------------------------------------
 
-    async def rank_batch(self, body: RankBatchRequest) -> tuple[RankBatchResponse, list[RequestStats]]:
+    async def rank_batch(
+        self, body: RankBatchRequest, tenant: str = DEFAULT_TENANT
+    ) -> tuple[RankBatchResponse, list[RequestStats]]:
         """Every group judged concurrently, each as /v1/rank would judge it. The batch is admitted once (503 when
         the router is full); its groups then wait for running slots like any request, and a group that /v1/rank
         would refuse gets that status in its own entry. Returns the per-group stats to record."""
         started = time.perf_counter()
         self.checks.batch(len(body.groups))
-        batch_stats = RequestStats("rank_batch")
-        try:
-            self.admission.check()
-        except Overloaded:
-            raise self._overloaded(batch_stats) from None
+        self._admit(RequestStats("rank_batch", tenant=tenant))
         all_stats: list[RequestStats] = []
 
         async def one(index: int, raw: Any) -> RankBatchEntry:
@@ -330,7 +354,7 @@ class JudgingService:
             except ValidationError as exc:
                 errors = [{**e, "loc": [_printable(p) for p in e["loc"]]} for e in validation_errors(exc)]
                 return RankBatchEntry(index=index, status=422, detail=errors)
-            stats = RequestStats("rank_batch")
+            stats = RequestStats("rank_batch", tenant=tenant)
             try:
                 answer = await self.rank(group, stats, admitted=True)
             except Refusal as exc:
@@ -354,7 +378,7 @@ class JudgingService:
         """One rollout's reward: it joins its cohort, waits until the cohort is judged, and reads its own row.
         ``rule`` names the :class:`~serve_app.core.reward_rules.RewardRule` its cohort is judged and read by."""
         if self.cohort_owner is not None:
-            return await self._forward_reward(body, rule)
+            return await self._forward_reward(body, rule, stats.tenant)
         if self.cohorts is None:
             raise reject(
                 404,
@@ -373,8 +397,11 @@ class JudgingService:
             prompt_key.append(rule)
         sample = Sample(
             response=body.response,
+            # Cohorts are kept per tenant, and per job within a tenant when the caller names one: two jobs that
+            # send the same prompt never share a cohort (and so never a scale).
+            scope=prompt_fingerprint([stats.tenant, body.job_id]),
             fingerprint=prompt_fingerprint(prompt_key),
-            prompt=CohortPrompt(conversation, principles, body.principle_for_pairwise, reward_rule),
+            prompt=CohortPrompt(conversation, principles, body.principle_for_pairwise, reward_rule, stats.tenant),
             group_id=body.group_id,
             group_size=size,
             rollout_index=body.rollout_index,
@@ -441,17 +468,17 @@ class JudgingService:
                 **prompt.rule.design,
             }
         )
-        stats = RequestStats("reward_cohort")
+        stats = RequestStats("reward_cohort", tenant=prompt.tenant)
         selected = await self.select(body, stats, admitted=True)
         # After the callers are woken: each Ray metric update costs a few hundred microseconds.
         asyncio.get_running_loop().call_soon(record, self.metrics, stats)
         return selected
 
-    async def _forward_reward(self, body: RewardRequest, rule: str) -> RewardResponse:
+    async def _forward_reward(self, body: RewardRequest, rule: str, tenant: str) -> RewardResponse:
         """This replica does not own the cohorts: the owner answers (the caller's wait is cancelled with it)."""
         try:
             raw = await self.cohort_owner.forwarded_reward.remote(
-                {**body.model_dump(mode="json", exclude_none=True), _FORWARDED_RULE: rule}
+                {**body.model_dump(mode="json", exclude_none=True), _FORWARDED_RULE: rule, _FORWARDED_TENANT: tenant}
             )
         except Exception as exc:
             raise reject(
@@ -469,9 +496,9 @@ class JudgingService:
     async def forwarded_reward(self, payload: dict[str, Any]) -> dict[str, Any]:
         """The cohort owner's side of :meth:`_forward_reward` (``payload``: the request's fields, and its reward
         rule's name under a key no request field has): the answer as a plain dict, a refusal included."""
-        stats = RequestStats("reward")
         fields = dict(payload)
         rule = fields.pop(_FORWARDED_RULE, "ensemble")
+        stats = RequestStats("reward", tenant=fields.pop(_FORWARDED_TENANT, DEFAULT_TENANT))
         try:
             answer = await self.reward(RewardRequest.model_validate(fields), stats, rule)
         except Refusal as exc:

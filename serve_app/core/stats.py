@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 from ray.serve.metrics import Counter, Histogram
 
+from serve_app.config import DEFAULT_TENANT
+
 _LATENCY_BOUNDARIES = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600]
 
 
@@ -17,8 +19,8 @@ class RouterMetrics:
     def __init__(self) -> None:
         self.judge_calls = Counter(
             "genrm_judge_calls",
-            description="Judge calls by judge and outcome (ok, parse_failure, error, timeout).",
-            tag_keys=("judge", "outcome"),
+            description="Judge calls by judge, outcome (ok, parse_failure, error, timeout) and tenant.",
+            tag_keys=("judge", "outcome", "tenant"),
         )
         self.judge_latency = Histogram(
             "genrm_judge_latency_seconds",
@@ -49,8 +51,8 @@ class RouterMetrics:
         )
         self.requests = Counter(
             "genrm_requests",
-            description="Requests by route and HTTP status.",
-            tag_keys=("route", "status"),
+            description="Requests by route, HTTP status and tenant.",
+            tag_keys=("route", "status", "tenant"),
         )
         self.request_latency = Histogram(
             "genrm_request_latency_seconds",
@@ -66,6 +68,7 @@ class RequestStats:
     few hundred microseconds, which per judge call would be most of the router's own latency."""
 
     route: str
+    tenant: str = DEFAULT_TENANT  # who asked (router.tenants; the token names it)
     calls: Tally[tuple[str, str]] = field(default_factory=Tally)  # (judge, outcome) -> count
     latencies: list[tuple[str, float]] = field(default_factory=list)  # (judge, seconds) per call, once sent
     call_queued_s: float = 0.0  # summed over calls: time spent waiting for a free judge slot in the router
@@ -81,7 +84,7 @@ class RequestStats:
 def record(metrics: RouterMetrics, stats: RequestStats) -> None:
     # Ray counters reject increments of 0, so every count below is skipped unless positive.
     for (judge, outcome), count in (+stats.calls).items():
-        metrics.judge_calls.inc(count, tags={"judge": judge, "outcome": outcome})
+        metrics.judge_calls.inc(count, tags={"judge": judge, "outcome": outcome, "tenant": stats.tenant})
     for judge, seconds in stats.latencies:
         metrics.judge_latency.observe(seconds, tags={"judge": judge})
     for judge, count in (+stats.parse_failures).items():
@@ -89,7 +92,7 @@ def record(metrics: RouterMetrics, stats: RequestStats) -> None:
     for judge, count in (+stats.retries).items():
         metrics.retries.inc(count, tags={"judge": judge})
     if stats.status is not None:
-        metrics.requests.inc(tags={"route": stats.route, "status": stats.status})
+        metrics.requests.inc(tags={"route": stats.route, "status": stats.status, "tenant": stats.tenant})
     if stats.latency_s is not None:
         metrics.request_latency.observe(stats.latency_s, tags={"route": stats.route})
     if stats.swap_inconsistency is not None and stats.strategy is not None:

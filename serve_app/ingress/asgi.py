@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from serve_app.core.service import JudgingService
 from serve_app.ingress import error_shapes
-from serve_app.ingress.gate import Gate, auth_token
+from serve_app.ingress.gate import Gate, auth_token, tenant_tokens
 from serve_app.routes import core, llamafactory, nemo_gym, openai, openrlhf, rl, slime
 
 #: every route module the service serves, in the order of the OpenAPI schema
@@ -27,7 +27,7 @@ def build_api(service: JudgingService, modules: tuple[ModuleType, ...] = ROUTE_M
     )
     api.state.service = service
     limits = service.limits
-    api.add_middleware(Gate, limit=limits.max_request_bytes, token=auth_token(limits))
+    api.add_middleware(Gate, limit=limits.max_request_bytes, token=auth_token(limits), tenants=tenant_tokens(limits))
     error_shapes.install(api)
     for module in modules:
         api.include_router(module.router)

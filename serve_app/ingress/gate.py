@@ -11,7 +11,7 @@ import hmac
 import os
 from typing import Any
 
-from serve_app.config import RouterConfig
+from serve_app.config import DEFAULT_TENANT, RouterConfig
 from serve_app.ingress.error_shapes import detail_response, unauthorised
 
 _FROM_CLASS: Any = object()  # "not given": the class attribute applies
@@ -26,14 +26,24 @@ class Gate:
 
     limit = RouterConfig().max_request_bytes
     token: bytes | None = None
+    #: bearer token -> tenant name, when the deployment has ``router.tenants`` (then ``token`` is unused)
+    tenants: dict[bytes, str] | None = None
     OPEN_PATHS = ("/healthz", "/readyz")  # probes carry no token
 
-    def __init__(self, app: Any, limit: int | None = None, token: bytes | None = _FROM_CLASS) -> None:
+    def __init__(
+        self,
+        app: Any,
+        limit: int | None = None,
+        token: bytes | None = _FROM_CLASS,
+        tenants: dict[bytes, str] | None = _FROM_CLASS,
+    ) -> None:
         self.app = app
         if limit is not None:
             self.limit = limit
         if token is not _FROM_CLASS:
             self.token = token
+        if tenants is not _FROM_CLASS:
+            self.tenants = tenants
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -41,9 +51,12 @@ class Gate:
             return
         # Serve mounts the app under its route prefix (root_path); the open paths are relative to it.
         path = scope["path"].removeprefix(scope.get("root_path", ""))
-        if self.token is not None and path not in self.OPEN_PATHS and not self._authorised(scope):
+        tenant = self._tenant(scope)
+        if tenant is None and path not in self.OPEN_PATHS:
             await unauthorised()(scope, receive, send)
             return
+        # Starlette's request.state reads scope["state"]: the routes take the tenant from there.
+        scope.setdefault("state", {})["tenant"] = tenant or DEFAULT_TENANT
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
         if length is not None:
@@ -78,15 +91,42 @@ class Gate:
 
         await self.app(scope, replay, send)
 
-    def _authorised(self, scope: dict[str, Any]) -> bool:
+    def _tenant(self, scope: dict[str, Any]) -> str | None:
+        """The tenant the request's bearer token names (the default tenant when no token is asked for); None when
+        the token is missing or wrong. Every known token is compared, in constant time each."""
+        if self.tenants is None and self.token is None:
+            return DEFAULT_TENANT
         header = dict(scope.get("headers") or []).get(b"authorization", b"")
         scheme, _, value = header.partition(b" ")
-        assert self.token is not None
-        return scheme.lower() == b"bearer" and hmac.compare_digest(value.strip(), self.token)
+        if scheme.lower() != b"bearer":
+            return None
+        value = value.strip()
+        table = self.tenants if self.tenants is not None else {self.token: DEFAULT_TENANT}
+        found = None
+        for token, tenant in table.items():
+            if hmac.compare_digest(value, token):
+                found = tenant
+        return found
 
     async def _too_large(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         detail = f"request body over {self.limit} bytes (router.max_request_bytes)"
         await detail_response(413, detail)(scope, receive, send)
+
+
+def tenant_tokens(limits: RouterConfig) -> dict[bytes, str] | None:
+    """Each tenant's bearer token (``router.tenants``), read from the variable it names; None without tenants.
+    Raises ValueError, naming the variable, when one is unset or empty: a tenant without a token could not call."""
+    if not limits.tenants:
+        return None
+    table: dict[bytes, str] = {}
+    for tenant in limits.tenants:
+        value = os.environ.get(tenant.token_env)
+        if not value:
+            raise ValueError(f"router.tenants[{tenant.name!r}]: the variable {tenant.token_env} holds no token")
+        if value.encode() in table:
+            raise ValueError(f"router.tenants: {tenant.name!r} and {table[value.encode()]!r} have the same token")
+        table[value.encode()] = tenant.name
+    return table
 
 
 def auth_token(limits: RouterConfig) -> bytes | None:

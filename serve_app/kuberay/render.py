@@ -75,11 +75,12 @@ def serve_document(layout: Layout, layout_dir: Path) -> dict[str, Any]:
     return document
 
 
-def token_env_names(document: dict[str, Any], *, required: bool = True) -> list[str]:
-    """The environment variables the applications' routers read their bearer token from
-    (``router.auth_token_env``, default ``GENRM_API_TOKEN``), in config order."""
+def token_env_names(document: dict[str, Any], *, required: bool = True, key: str = "token") -> list[tuple[str, str]]:
+    """The environment variables the applications' routers read bearer tokens from, each with the key of the token
+    Secret that fills it, in config order: ``router.auth_token_env`` (default ``GENRM_API_TOKEN``) from ``key``, or
+    with ``router.tenants`` each tenant's ``token_env`` from ``<key>-<tenant name>``."""
     default = RouterConfig.model_fields["auth_token_env"].default
-    names: list[str] = []
+    names: list[tuple[str, str]] = []
     for app in document.get("applications", []):
         if app.get("import_path") != BUILDER:
             continue
@@ -90,6 +91,10 @@ def token_env_names(document: dict[str, Any], *, required: bool = True) -> list[
                 f"{where}: router.auth_token would be written into serveConfigV2 in clear and override the token "
                 f"Secret; remove it (the router reads the Secret through router.auth_token_env)"
             )
+        tenants = router.get("tenants") or []
+        if tenants:
+            names += [(t["token_env"], f"{key}-{t['name']}") for t in tenants if (t["token_env"], key) not in names]
+            continue
         name = router.get("auth_token_env", default)
         if name is None:
             if required:
@@ -98,8 +103,8 @@ def token_env_names(document: dict[str, Any], *, required: bool = True) -> list[
                     f"api_token.required is true; name the variable, or set api_token.required: false"
                 )
             continue
-        if name not in names:
-            names.append(name)
+        if (name, key) not in names:
+            names.append((name, key))
     return names
 
 
@@ -111,7 +116,7 @@ def _quantities(shape: PodShape) -> dict[str, Any]:
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
-def _env(layout: Layout, token_envs: list[str]) -> list[dict[str, Any]]:
+def _env(layout: Layout, token_envs: list[tuple[str, str]]) -> list[dict[str, Any]]:
     models = layout.models
     env: list[dict[str, Any]] = [{"name": "HF_HOME", "value": models.hf_home}]
     if models.offline:
@@ -123,8 +128,15 @@ def _env(layout: Layout, token_envs: list[str]) -> list[dict[str, Any]]:
         }
     )
     token = layout.api_token
-    ref = {"name": layout.api_token_secret, "key": token.key, "optional": not token.required}
-    env += [{"name": name, "valueFrom": {"secretKeyRef": dict(ref)}} for name in token_envs]
+    env += [
+        {
+            "name": name,
+            "valueFrom": {
+                "secretKeyRef": {"name": layout.api_token_secret, "key": key, "optional": not token.required}
+            },
+        }
+        for name, key in token_envs
+    ]
     return env
 
 
@@ -232,7 +244,7 @@ def dump_yaml(documents: list[dict[str, Any]]) -> str:
 
 def rayservice(layout: Layout, layout_dir: Path) -> dict[str, Any]:
     serve = serve_document(layout, layout_dir)
-    token_envs = token_env_names(serve, required=layout.api_token.required)
+    token_envs = token_env_names(serve, required=layout.api_token.required, key=layout.api_token.key)
     cluster: dict[str, Any] = {
         "rayVersion": layout.ray_version,
         "headGroupSpec": _head_group(layout, token_envs),

@@ -258,7 +258,13 @@ def _ray_containers(cluster: dict[str, Any]) -> Iterator[tuple[str, dict[str, An
 
 def token_problems(cluster: dict[str, Any], apps: list[Any]) -> list[str]:
     problems = []
-    names = {app.config.router.auth_token_env for app in apps if app.config.router.auth_token is None}
+    names = set()
+    for app in apps:
+        router = app.config.router
+        if router.tenants:
+            names |= {t.token_env for t in router.tenants}
+        elif router.auth_token is None:
+            names.add(router.auth_token_env)
     for name in sorted(n for n in names if n):
         found = {
             where: next((e for e in container.get("env", []) if e.get("name") == name), None)

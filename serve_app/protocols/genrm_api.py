@@ -265,6 +265,13 @@ class RewardRequest(_Request, _Principles):
         description="this rollout's index in its group (0 to group_size - 1); default: the lowest free one. The same "
         "index again with the same response is a retry and gets the same answer; with another response, 409",
     )
+    job_id: Text | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="the training job this rollout belongs to: cohorts are kept per tenant (the bearer token names "
+        "it) and, when given, per job within the tenant; without it a tenant's jobs share prompt cohorts",
+    )
 
     @field_validator("group_id")
     @classmethod

@@ -23,6 +23,7 @@ from fastapi import Depends, Request, Response
 from pydantic import BaseModel
 from starlette.background import BackgroundTask
 
+from serve_app.config import DEFAULT_TENANT
 from serve_app.core.service import JudgingService
 from serve_app.core.stats import RequestStats, record
 
@@ -33,6 +34,15 @@ def judging_service(request: Request) -> JudgingService:
 
 #: A route parameter annotated ``Service`` receives the replica's JudgingService.
 Service = Annotated[JudgingService, Depends(judging_service)]
+
+
+def caller_tenant(request: Request) -> str:
+    """The tenant the gate found the request's bearer token to name (``serve_app.ingress.gate``)."""
+    return getattr(request.state, "tenant", DEFAULT_TENANT)
+
+
+#: A route parameter annotated ``Tenant`` receives the caller's tenant.
+Tenant = Annotated[str, Depends(caller_tenant)]
 
 
 def reply(service: JudgingService, content: BaseModel | str, *stats: RequestStats) -> Response:

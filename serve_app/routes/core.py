@@ -21,32 +21,32 @@ from serve_app.protocols.genrm_api import (
     ReadinessReport,
 )
 from serve_app.protocols.openai_api import ModelCard
-from serve_app.routes import Service, reply
+from serve_app.routes import Service, Tenant, reply
 
 router = APIRouter()
 
 
 @router.post("/v1/best_of_n", response_model=BestOfNResponse, summary="Choose the best of N candidates")
-async def best_of_n(body: BestOfNRequest, service: Service) -> Response:
-    stats = RequestStats("best_of_n")
+async def best_of_n(body: BestOfNRequest, service: Service, tenant: Tenant) -> Response:
+    stats = RequestStats("best_of_n", tenant=tenant)
     return reply(service, await service.best_of_n(body, stats), stats)
 
 
 @router.post("/v1/rank", response_model=RankResponse, summary="Scores for all N candidates (e.g. RLHF rollouts)")
-async def rank(body: RankRequest, service: Service) -> Response:
-    stats = RequestStats("rank")
+async def rank(body: RankRequest, service: Service, tenant: Tenant) -> Response:
+    stats = RequestStats("rank", tenant=tenant)
     return reply(service, await service.rank(body, stats), stats)
 
 
 @router.post("/v1/principle_score", response_model=PrincipleScoreResponse, summary="Score one response per principle")
-async def principle_score(body: PrincipleScoreRequest, service: Service) -> Response:
-    stats = RequestStats("principle_score")
+async def principle_score(body: PrincipleScoreRequest, service: Service, tenant: Tenant) -> Response:
+    stats = RequestStats("principle_score", tenant=tenant)
     return reply(service, await service.principle_score(body, stats), stats)
 
 
 @router.post("/v1/compare", response_model=CompareResponse, summary="Compare two responses in both orders")
-async def compare(body: CompareRequest, service: Service) -> Response:
-    stats = RequestStats("compare")
+async def compare(body: CompareRequest, service: Service, tenant: Tenant) -> Response:
+    stats = RequestStats("compare", tenant=tenant)
     return reply(service, await service.compare(body, stats), stats)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from serve_app.protocols.llamafactory_api import ScoreEvaluationRequest, ScoreEvaluationResponse
-from serve_app.routes import Service, reply
+from serve_app.routes import Service, Tenant, reply
 from serve_app.serving.llamafactory_serving import LlamaFactoryServing
 
 router = APIRouter(tags=["LLaMA-Factory"])
@@ -20,6 +20,6 @@ router = APIRouter(tags=["LLaMA-Factory"])
     "or ranked with the other messages of its prompt (router.trainers.llamafactory.scoring). 422: a text with no "
     "assistant header of a known chat template (ChatML, Llama 3, Gemma), invalid text.",
 )
-async def score_evaluation(body: ScoreEvaluationRequest, service: Service) -> Response:
-    answer, stats = await LlamaFactoryServing(service).score(body)
+async def score_evaluation(body: ScoreEvaluationRequest, service: Service, tenant: Tenant) -> Response:
+    answer, stats = await LlamaFactoryServing(service, tenant).score(body)
     return reply(service, answer, *stats)

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Response
 
 from serve_app.core.stats import RequestStats
 from serve_app.protocols.nemo_gym_api import GenRMCompareRequest, GenRMCompareResponse, VerifyRequest, VerifyResponse
-from serve_app.routes import Service, reply
+from serve_app.routes import Service, Tenant, reply
 from serve_app.serving.nemo_gym_serving import NemoGymServing
 
 router = APIRouter(tags=["NeMo-Gym"])
@@ -21,8 +21,8 @@ router = APIRouter(tags=["NeMo-Gym"])
     "configured design's score, as /v1/rank; 'nemo_gym': NVIDIA's circular rule). Fewer than 2 responses: "
     "default_score each. 422: a conversation_history that does not end with a user turn, invalid text.",
 )
-async def compare(body: GenRMCompareRequest, service: Service) -> Response:
-    stats = RequestStats("nemo_gym_compare")
+async def compare(body: GenRMCompareRequest, service: Service, tenant: Tenant) -> Response:
+    stats = RequestStats("nemo_gym_compare", tenant=tenant)
     answer = await NemoGymServing(service).compare(body, stats)
     return reply(service, answer.model_dump_json(exclude_none=True), stats)
 
@@ -36,6 +36,6 @@ async def compare(body: GenRMCompareRequest, service: Service) -> Response:
     "sent plus 'reward'. Refusals as /v1/reward: 409 a _ng_rollout_index taken by another response, 422 more "
     "rollouts than the group size, 503 with Retry-After when too many cohorts are open.",
 )
-async def verify(body: VerifyRequest, service: Service) -> Response:
-    stats = RequestStats("nemo_gym_verify")
+async def verify(body: VerifyRequest, service: Service, tenant: Tenant) -> Response:
+    stats = RequestStats("nemo_gym_verify", tenant=tenant)
     return reply(service, await NemoGymServing(service).verify(body, stats), stats)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response
 from serve_app.core.stats import RequestStats
 from serve_app.ingress.error_shapes import OpenAIShapedRoute
 from serve_app.protocols.openai_api import ChatCompletionRequest, ChatCompletionResponse, ErrorResponse
-from serve_app.routes import Service, reply
+from serve_app.routes import Service, Tenant, reply
 from serve_app.serving.openai_serving import OpenAIServing
 
 router = APIRouter(route_class=OpenAIShapedRoute)
@@ -30,8 +30,8 @@ router = APIRouter(route_class=OpenAIShapedRoute)
         503: {"model": ErrorResponse, "description": "the router is full or the judge is down (Retry-After)"},
     },
 )
-async def chat_completions(body: ChatCompletionRequest, service: Service) -> Response:
-    stats = RequestStats("chat_completions")
+async def chat_completions(body: ChatCompletionRequest, service: Service, tenant: Tenant) -> Response:
+    stats = RequestStats("chat_completions", tenant=tenant)
     answer = await OpenAIServing(service).chat_completions(body, stats)
     # reasoning_content and logprobs are left out when there are none, as OpenAI leaves out what it has not
     return reply(service, answer.model_dump_json(exclude_none=True), stats)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from serve_app.protocols.openrlhf_api import GetRewardRequest, GetRewardResponse
-from serve_app.routes import Service, reply
+from serve_app.routes import Service, Tenant, reply
 from serve_app.serving.openrlhf_serving import OpenRLHFServing
 
 router = APIRouter(tags=["OpenRLHF"])
@@ -21,6 +21,6 @@ router = APIRouter(tags=["OpenRLHF"])
     "request are ranked together (router.trainers.openrlhf.batch). 422: lists of different lengths, a query that "
     "cannot be split into prompt and response.",
 )
-async def get_reward(body: GetRewardRequest, service: Service) -> Response:
-    answer, stats = await OpenRLHFServing(service).get_reward(body)
+async def get_reward(body: GetRewardRequest, service: Service, tenant: Tenant) -> Response:
+    answer, stats = await OpenRLHFServing(service, tenant).get_reward(body)
     return reply(service, answer, *stats)

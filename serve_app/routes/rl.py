@@ -10,7 +10,7 @@ from fastapi import APIRouter, Response
 
 from serve_app.core.stats import RequestStats
 from serve_app.protocols.genrm_api import RankBatchRequest, RankBatchResponse, RewardRequest, RewardResponse
-from serve_app.routes import Service, reply
+from serve_app.routes import Service, Tenant, reply
 
 router = APIRouter()
 
@@ -25,8 +25,8 @@ router = APIRouter()
     "samples than group_size, or a sample /v1/rank would refuse; 503 with Retry-After: too many open cohorts or "
     "waiting samples.",
 )
-async def reward(body: RewardRequest, service: Service) -> Response:
-    stats = RequestStats("reward")
+async def reward(body: RewardRequest, service: Service, tenant: Tenant) -> Response:
+    stats = RequestStats("reward", tenant=tenant)
     return reply(service, await service.reward(body, stats), stats)
 
 
@@ -38,6 +38,6 @@ async def reward(body: RewardRequest, service: Service) -> Response:
     "refuse gets that status and reason in its entry, and the others are still judged. Groups are judged "
     "concurrently under the router's admission limits (503 when the router is already full).",
 )
-async def rank_batch(body: RankBatchRequest, service: Service) -> Response:
-    answer, stats = await service.rank_batch(body)
+async def rank_batch(body: RankBatchRequest, service: Service, tenant: Tenant) -> Response:
+    answer, stats = await service.rank_batch(body, tenant)
     return reply(service, answer, *stats)

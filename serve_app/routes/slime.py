@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from serve_app.protocols.slime_api import SlimeReward, SlimeRewardRequest
-from serve_app.routes import Service, reply
+from serve_app.routes import Service, Tenant, reply
 from serve_app.serving.slime_serving import SlimeServing
 
 router = APIRouter(tags=["slime"])
@@ -21,6 +21,6 @@ router = APIRouter(tags=["slime"])
     "router.trainers.slime.reply: dict (slime --reward-key reward). 422: a messages prompt that does not end with a "
     "user turn, invalid text.",
 )
-async def slime_reward(body: SlimeRewardRequest, service: Service) -> Response:
-    content, stats = await SlimeServing(service).reward(body)
+async def slime_reward(body: SlimeRewardRequest, service: Service, tenant: Tenant) -> Response:
+    content, stats = await SlimeServing(service, tenant).reward(body)
     return reply(service, content, *stats)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 
+from serve_app.config import DEFAULT_TENANT
 from serve_app.core.service import JudgingService
 from serve_app.core.stats import RequestStats
 from serve_app.protocols.genrm_api import PrincipleScoreRequest
@@ -24,13 +25,15 @@ from serve_app.protocols.llamafactory_api import ScoreEvaluationRequest, ScoreEv
 from serve_app.serving.trainer_inputs import Rollout, core_body, policy_reader, rank_by_prompt, read_text
 
 
-async def _principle_scores(service: JudgingService, samples: list[Rollout]) -> tuple[list[float], list[RequestStats]]:
+async def _principle_scores(
+    service: JudgingService, samples: list[Rollout], tenant: str
+) -> tuple[list[float], list[RequestStats]]:
     principles = service.limits.default_principles
     bodies = [
         core_body(PrincipleScoreRequest, f"messages[{k}]", conversation=conv, response=response, principles=principles)
         for k, (conv, response) in enumerate(samples)
     ]
-    stats = [RequestStats("llamafactory") for _ in bodies]
+    stats = [RequestStats("llamafactory", tenant=tenant) for _ in bodies]
     # At most as many at once as the router runs: a PPO batch is larger than its queue would take.
     gate = asyncio.Semaphore(service.limits.max_concurrent_requests)
 
@@ -51,8 +54,9 @@ async def _principle_scores(service: JudgingService, samples: list[Rollout]) -> 
 class LlamaFactoryServing:
     """``/v1/score/evaluation`` for one replica (see the module docstring)."""
 
-    def __init__(self, service: JudgingService) -> None:
+    def __init__(self, service: JudgingService, tenant: str = DEFAULT_TENANT) -> None:
         self.service = service
+        self.tenant = tenant
 
     async def score(self, body: ScoreEvaluationRequest) -> tuple[ScoreEvaluationResponse, list[RequestStats]]:
         service = self.service
@@ -65,8 +69,8 @@ class LlamaFactoryServing:
         if scoring == "auto":
             scoring = "principle" if service.principle is not None else "rank"
         if scoring == "principle":
-            scores, stats = await _principle_scores(service, samples)
+            scores, stats = await _principle_scores(service, samples, self.tenant)
         else:
-            ranked = await rank_by_prompt(service, samples, "messages")
+            ranked = await rank_by_prompt(service, samples, "messages", tenant=self.tenant)
             scores, stats = ranked.scores, ranked.stats
         return ScoreEvaluationResponse(scores=scores), stats

@@ -112,7 +112,7 @@ class NemoGymServing:
     """``/compare`` and ``/verify`` for one replica (see the module docstring)."""
 
     def __init__(self, service: JudgingService) -> None:
-        self.service = service
+        self.service = service  # the tenant comes in each call's stats
         self.settings = service.limits.trainers.nemo_gym
 
     async def compare(self, body: GenRMCompareRequest, stats: RequestStats) -> GenRMCompareResponse:

@@ -21,6 +21,7 @@ group arrived before its timeout).
 
 from __future__ import annotations
 
+from serve_app.config import DEFAULT_TENANT
 from serve_app.core.service import JudgingService
 from serve_app.core.stats import RequestStats
 from serve_app.protocols.openrlhf_api import GetRewardRequest, GetRewardResponse
@@ -30,8 +31,9 @@ from serve_app.serving.trainer_inputs import Rollout, cohort_rewards, policy_rea
 class OpenRLHFServing:
     """``/get_reward`` for one replica (see the module docstring)."""
 
-    def __init__(self, service: JudgingService) -> None:
+    def __init__(self, service: JudgingService, tenant: str = DEFAULT_TENANT) -> None:
         self.service = service
+        self.tenant = tenant
 
     async def get_reward(self, body: GetRewardRequest) -> tuple[GetRewardResponse, list[RequestStats]]:
         settings = self.service.limits.trainers.openrlhf
@@ -45,7 +47,7 @@ class OpenRLHFServing:
             return GetRewardResponse(rewards=[], scores=[], extra_logs={}), []
         if len(samples) == 1 or settings.batch == "cohort":
             answers, stats = await cohort_rewards(
-                self.service, samples, "query", "openrlhf", group_size=settings.group_size
+                self.service, samples, "query", "openrlhf", group_size=settings.group_size, tenant=self.tenant
             )
             rewards = [a.reward for a in answers]
             logs = {
@@ -54,8 +56,8 @@ class OpenRLHFServing:
                 "complete": [float(a.complete) for a in answers],
             }
         else:
-            stats_one = RequestStats("openrlhf")
-            ranked = await rank_by_prompt(self.service, samples, "query")
+            stats_one = RequestStats("openrlhf", tenant=self.tenant)
+            ranked = await rank_by_prompt(self.service, samples, "query", tenant=self.tenant)
             stats = [stats_one, *ranked.stats]
             stats_one.status = "200"
             rewards = ranked.scores

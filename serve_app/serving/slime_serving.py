@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 
+from serve_app.config import DEFAULT_TENANT
 from serve_app.core.service import JudgingService
 from serve_app.core.stats import RequestStats
 from serve_app.protocols.slime_api import SlimeReward, SlimeRewardRequest
@@ -27,8 +28,9 @@ from serve_app.serving.trainer_inputs import cohort_rewards, conversation, polic
 class SlimeServing:
     """``/slime/reward`` for one replica (see the module docstring)."""
 
-    def __init__(self, service: JudgingService) -> None:
+    def __init__(self, service: JudgingService, tenant: str = DEFAULT_TENANT) -> None:
         self.service = service
+        self.tenant = tenant
 
     async def reward(self, body: SlimeRewardRequest) -> tuple[str, list[RequestStats]]:
         """The reply as JSON text (a bare number, or the dict), and the request's stats."""
@@ -40,7 +42,12 @@ class SlimeServing:
         else:
             conv = conversation(prompt, "prompt")
         (answer,), stats = await cohort_rewards(
-            self.service, [(conv, reader.response(body.response))], "sample", "slime", group_size=settings.group_size
+            self.service,
+            [(conv, reader.response(body.response))],
+            "sample",
+            "slime",
+            group_size=settings.group_size,
+            tenant=self.tenant,
         )
         if settings.reply == "float":
             return json.dumps(answer.reward), stats

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ValidationError
 
 from deployments.chat import ChatMessage
 from serve_app.chat_text import PolicyText, TextSplitError, content_text, policy_text, to_conversation
-from serve_app.config import PolicyTextSettings
+from serve_app.config import DEFAULT_TENANT, PolicyTextSettings
 from serve_app.core.cohorts import prompt_fingerprint
 from serve_app.core.refusal import Refusal, reject, validation_errors
 from serve_app.core.service import JudgingService
@@ -119,7 +119,12 @@ def _detail_text(detail: Any) -> str:
 
 
 async def rank_by_prompt(
-    service: JudgingService, samples: Sequence[Rollout], where: str, *, principle: str | None = None
+    service: JudgingService,
+    samples: Sequence[Rollout],
+    where: str,
+    *,
+    principle: str | None = None,
+    tenant: str = DEFAULT_TENANT,
 ) -> Ranked:
     """The samples grouped by conversation, each group ranked as one ``/v1/rank`` group, all groups at once
     (``rank_batch``: one admission, then each group in its own slot). A group of one is judged alone (no
@@ -136,7 +141,7 @@ async def rank_by_prompt(
         }
         for idx in members
     ]
-    answer, stats = await service.rank_batch(RankBatchRequest(groups=bodies))
+    answer, stats = await service.rank_batch(RankBatchRequest(groups=bodies), tenant)
     scores = [0.0] * len(samples)
     ranks = [1] * len(samples)
     sizes = [1] * len(samples)
@@ -152,7 +157,13 @@ async def rank_by_prompt(
 
 
 async def cohort_rewards(
-    service: JudgingService, samples: Sequence[Rollout], where: str, route: str, *, group_size: int | None
+    service: JudgingService,
+    samples: Sequence[Rollout],
+    where: str,
+    route: str,
+    *,
+    group_size: int | None,
+    tenant: str = DEFAULT_TENANT,
 ) -> tuple[list[RewardResponse], list[RequestStats]]:
     """Every sample through the cohorts (``/v1/reward`` with a key derived from its conversation), concurrently:
     each waits until its prompt's group is complete or timed out. The first refusal refuses the request (the
@@ -161,7 +172,7 @@ async def cohort_rewards(
         core_body(RewardRequest, f"{where}[{k}]", conversation=conv, response=response, group_size=group_size)
         for k, (conv, response) in enumerate(samples)
     ]
-    stats = [RequestStats(route) for _ in bodies]
+    stats = [RequestStats(route, tenant=tenant) for _ in bodies]
     results = await asyncio.gather(
         *(service.reward(b, s) for b, s in zip(bodies, stats, strict=True)), return_exceptions=True
     )

@@ -216,6 +216,22 @@ def test_token_settings_that_cannot_work_are_refused(
         render(path, tmp_path)
 
 
+def test_each_tenants_token_comes_from_its_own_key_of_the_secret(tmp_path: Path) -> None:
+    tenants = [{"name": "grpo-a", "token_env": "TOKEN_A"}, {"name": "grpo-b", "token_env": "TOKEN_B", "weight": 2}]
+    path = _scratch_layout(tmp_path, LAYOUTS[0], {}, router={"tenants": tenants})
+    manifest = rayservice(load_layout(path), path.parent)
+    for where, container in _ray_containers(manifest).items():
+        env = {e["name"]: e for e in container["env"]}
+        assert "GENRM_API_TOKEN" not in env, where  # with tenants, the router reads only theirs
+        for tenant in tenants:
+            ref = env[tenant["token_env"]]["valueFrom"]["secretKeyRef"]
+            assert ref == {"name": "genrm-api-token", "key": f"token-{tenant['name']}", "optional": False}, where
+    assert validate_rayservice(manifest) == []
+    worker = _worker_container(manifest, "pairwise")
+    worker["env"] = [e for e in worker["env"] if e["name"] != "TOKEN_B"]
+    assert any("no TOKEN_B" in p for p in validate_rayservice(manifest))
+
+
 def test_no_token_variable_without_auth(tmp_path: Path) -> None:
     path = _scratch_layout(tmp_path, LAYOUTS[0], {"required": False}, router={"auth_token_env": None})
     manifest = rayservice(load_layout(path), path.parent)

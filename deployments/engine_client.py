@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextvars
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, TypeVar
@@ -122,11 +123,19 @@ class ChatClient(Protocol):
     async def chat(self, request: dict[str, Any]) -> Completion: ...
 
 
+#: The affinity key of the judge calls being made: a group's prompt (one best-of-N or rank request, one batch
+#: group, one cohort). The router's core sets it around a group's judging; :class:`ServeHandleClient` sends the calls
+#: of one key as the handle's ``session_id``, which Serve's ``ConsistentHashRouter`` (``request_router_config`` of
+#: the judge deployment) maps to one replica, the one that already holds the prompt in its prefix cache.
+AFFINITY_KEY: contextvars.ContextVar[str | None] = contextvars.ContextVar("genrm_affinity_key", default=None)
+
+
 class ServeHandleClient:
     """A judge deployment (:mod:`deployments.judge_server`) behind a DeploymentHandle.
 
-    Calls made in the same moment (one round of a best-of-N) are coalesced into one ``chat_many`` call: the
-    selection code still issues one call per pair, but the router pays for one Ray round trip per round.
+    Calls made in the same moment (one round of a best-of-N) are coalesced into one ``chat_many`` call per affinity
+    key (:data:`AFFINITY_KEY`): the selection code still issues one call per pair, but the router pays for one Ray
+    round trip per group and round, and every call of a group carries the group's key as its ``session_id``.
     """
 
     #: event-loop turns to wait for the rest of a round before sending (a call reaches ``chat`` a few awaits deep)
@@ -134,25 +143,31 @@ class ServeHandleClient:
 
     def __init__(self, handle: Any, model: str) -> None:
         self.model = model
-        self._many = handle.chat_many  # made once: every new handle adds a long-poll client
-        self._pending: list[tuple[dict[str, Any], asyncio.Future[Completion]]] = []
+        self._many = handle.chat_many  # made once: every new handle adds a long-poll client (options share it)
+        self._pending: dict[str | None, list[tuple[dict[str, Any], asyncio.Future[Completion]]]] = {}
         self._flushes: set[asyncio.Task[None]] = set()
+        #: Ray calls sent (one per group and round), for the benchmarks' account of what affinity costs
+        self.sent = 0
 
     async def chat(self, request: dict[str, Any]) -> Completion:
         future: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
-        self._pending.append(({**request, "model": self.model}, future))
-        if len(self._pending) == 1:
-            task = asyncio.ensure_future(self._flush())
+        key = AFFINITY_KEY.get()
+        pending = self._pending.setdefault(key, [])
+        pending.append(({**request, "model": self.model}, future))
+        if len(pending) == 1:
+            task = asyncio.ensure_future(self._flush(key))
             self._flushes.add(task)  # the loop keeps only weak references to tasks
             task.add_done_callback(self._flushes.discard)
         return await future
 
-    async def _flush(self) -> None:
+    async def _flush(self, key: str | None) -> None:
         for _ in range(self.COALESCE_TURNS):
             await asyncio.sleep(0)
-        batch, self._pending = self._pending, []
+        batch = self._pending.pop(key)
+        many = self._many if key is None else self._many.options(session_id=key)
+        self.sent += 1
         try:
-            answers = await self._many.remote([body for body, _ in batch])
+            answers = await many.remote([body for body, _ in batch])
         except Exception as exc:  # the replica is gone or the call failed: every request of the batch failed
             for _, future in batch:
                 if not future.done():

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from deployments.chat import ChatMessage
-from deployments.engine_client import Completion, JudgeCallError
+from deployments.engine_client import AFFINITY_KEY, Completion, JudgeCallError
 from deployments.judge import Judge
 from policies.debias import combine_results
 from policies.duplicates import expand_result, group_duplicates
@@ -290,6 +290,11 @@ class JudgingService:
                     stats, "principle", lambda: pjudge.score(conversation, candidates[k], principles)
                 )
 
+        # Every call of this group carries its prompt as the affinity key: with Serve's ConsistentHashRouter on a
+        # judge deployment, they reach the one replica that holds the prompt in its prefix cache.
+        affinity = AFFINITY_KEY.set(
+            prompt_fingerprint([[[m.role, m.content] for m in conversation], principles, body.principle_for_pairwise])
+        )
         try:
             async with self._admitted(stats, admitted=admitted) as queued_s:
                 prompt_principles = [*principles, *filter(None, [body.principle_for_pairwise])]
@@ -305,6 +310,8 @@ class JudgingService:
                 f"the judges did not finish within {self.limits.max_request_s:g} s (router.max_request_s); retry "
                 f"later or with fewer candidates or a smaller budget",
             ) from None
+        finally:
+            AFFINITY_KEY.reset(affinity)
         result = expand_result(result, groups)
         total = time.perf_counter() - started
         stats.status, stats.latency_s, stats.strategy = "200", total, config.strategy

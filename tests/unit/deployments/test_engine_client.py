@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from deployments.engine_client import (
+    AFFINITY_KEY,
     LOGPROBS_FROM_LAST,
     JudgeCallError,
     OpenAIHttpClient,
@@ -91,6 +92,44 @@ def test_calls_of_one_round_travel_as_one_batch() -> None:
     first, second = asyncio.run(main())
     assert first == [f"judge:{i}" for i in range(8)] and second == [f"judge:{i}" for i in range(3)]
     assert handle.chat_many.batches == [8, 3]
+
+
+class _Routed(_Remote):
+    """A handle method that records, per batch, the ``session_id`` it was given through ``options``."""
+
+    def __init__(self, server: BatchedChat, sessions: list[str | None], session: str | None = None) -> None:
+        super().__init__(server)
+        self.sessions, self.session = sessions, session
+
+    def options(self, *, session_id: str) -> _Routed:
+        return _Routed(self.server, self.sessions, session_id)
+
+    async def remote(self, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        self.sessions.append(self.session)
+        return await self.server.chat_many(bodies)
+
+
+def test_calls_of_one_affinity_key_travel_together_with_it_as_their_session() -> None:
+    """Three groups judged in the same moment: one batch per group, each sent with the group's key as session_id
+    (what Serve's ConsistentHashRouter routes by); calls without a key keep the plain handle."""
+    sessions: list[str | None] = []
+
+    class Handle:
+        chat_many = _Routed(_EchoServer(), sessions)
+
+    client = ServeHandleClient(Handle(), model="m")
+
+    async def group(key: str | None, n: int) -> list[str]:
+        AFFINITY_KEY.set(key)  # in this task's own context, as the router's core sets it per group
+        calls = [client.chat({"messages": [{"role": "user", "content": f"{key}-{i}"}]}) for i in range(n)]
+        return [c.text for c in await asyncio.gather(*calls)]
+
+    async def main() -> list[list[str]]:
+        return list(await asyncio.gather(group("g1", 3), group("g2", 2), group(None, 2)))
+
+    answers = asyncio.run(main())
+    assert answers[0] == ["m:g1-0", "m:g1-1", "m:g1-2"] and answers[1] == ["m:g2-0", "m:g2-1"]
+    assert sorted(sessions, key=str) == sorted(["g1", "g2", None], key=str) and client.sent == 3
 
 
 def test_one_failing_request_does_not_fail_its_batch() -> None:

@@ -62,6 +62,22 @@ def test_gpu_config_names_the_real_checkpoints_on_their_placement_groups() -> No
         assert (cfg.settings.sampling.temperature, cfg.settings.sampling.top_p) == (0.6, 0.95)
 
 
+def test_cpu_fleet_config_is_a_fleet_that_fits_two_cores() -> None:
+    """configs/cpu-fleet.yaml: two pairwise replicas routed by consistent hashing on the group key, one principle
+    replica, every engine on half a core and unbound, validated by Ray's own schema classes."""
+    (app,) = validate_serve_config_file(ROOT / "configs" / "cpu-fleet.yaml")
+    pairwise, principle = app.llm_configs["pairwise"], app.llm_configs["principle"]
+    assert pairwise.deployment_config["num_replicas"] == 2 and "num_replicas" not in principle.deployment_config
+    router = pairwise.deployment_config["request_router_config"]
+    assert router["request_router_class"].endswith("consistent_hash_router.ConsistentHashRouter")
+    demand = 0.0
+    for llm in (pairwise, principle):
+        replicas = llm.deployment_config.get("num_replicas", 1)
+        demand += replicas * sum(b.get("CPU", 0) for b in llm.placement_group_config["bundles"])
+        assert llm.runtime_env["env_vars"]["VLLM_CPU_OMP_THREADS_BIND"] == "nobind"
+    assert demand <= 2  # three engines on two cores
+
+
 def test_cli_check_config(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(["check-config", str(CPU), str(GPU)]) == 0
     assert "OK" in capsys.readouterr().out

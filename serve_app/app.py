@@ -6,9 +6,9 @@ judges that host the same model id share one LLMServer (``AppConfig.engine_role`
 
 Cohorts and router replicas: the samples of one cohort must meet in one process. With one router replica (the
 CPU default) that replica holds the cohorts. With several (``router.deployment.num_replicas`` > 1, or autoscaling),
-the builder adds a ``CohortOwner`` deployment (``serve_app.ingress.deployment``) with exactly one replica: every
-router replica forwards ``/v1/reward`` to it over its handle, and it holds and judges all cohorts. Everything else
-is served by whichever replica receives it.
+the builder adds ``router.cohorts.owners`` ``CohortOwner`` deployments (``serve_app.ingress.deployment``), each with
+exactly one replica: every router replica forwards ``/v1/reward`` over a handle to the owner its cohort key hashes
+to, and that owner holds and judges the cohort. Everything else is served by whichever replica receives it.
 """
 
 from __future__ import annotations
@@ -67,14 +67,21 @@ def bind_router(
     dumped = config.model_dump(mode="json")
     if limits.auth_token is not None:  # JSON dumps hide secrets; the router needs the value
         dumped["router"]["auth_token"] = limits.auth_token.get_secret_value()
-    owner = None
+    owner: Any = None
     if limits.cohorts.enabled and limits.replicated:
-        # Bookkeeping and orchestration only (the judges do the work): it takes no CPU of its own, so the placement
-        # of the router replicas and judges is unchanged.
-        owner = CohortOwner.options(
-            name=owner_name,
-            num_replicas=1,
-            max_ongoing_requests=ongoing,
-            ray_actor_options={**limits.deployment.get("ray_actor_options", {}), "num_cpus": 0},
-        ).bind(dumped, tokenizers, principle, pairwise)
+        # Bookkeeping and orchestration only (the judges do the work): an owner takes no CPU of its own, so the
+        # placement of the router replicas and judges is unchanged. Several owners are shards: each cohort key
+        # hashes to one (JudgingService.owner_of), and each shard is its own one-replica deployment, so a key never
+        # moves to another owner while its cohort is open.
+        shards = limits.cohorts.owners
+        owner = [
+            CohortOwner.options(
+                name=owner_name if shards == 1 else f"{owner_name}{k}",
+                num_replicas=1,
+                max_ongoing_requests=ongoing,
+                ray_actor_options={**limits.deployment.get("ray_actor_options", {}), "num_cpus": 0},
+            ).bind(dumped, tokenizers, principle, pairwise)
+            for k in range(shards)
+        ]
+        owner = owner[0] if shards == 1 else owner
     return Router.options(**options).bind(dumped, tokenizers, principle, pairwise, owner)

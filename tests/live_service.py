@@ -90,11 +90,8 @@ def deployed(app: Any, name: str, client: httpx.Client, timeout_s: float = 120) 
         serve.delete(name)
 
 
-def router_app(
-    config: dict[str, Any], principle: Any, pairwise: Any, name: str, env: dict[str, str] | None = None
-) -> Any:
-    """A router with ``config`` (AppConfig args) in front of the given judge handles or deployments; ``env``: its
-    replica's environment variables (tenant tokens)."""
+def router_app(config: dict[str, Any], principle: Any, pairwise: Any, name: str) -> Any:
+    """A router with ``config`` (AppConfig args) in front of the given judge handles or deployments."""
     from serve_app.config import AppConfig
     from serve_app.ingress.deployment import Router
 
@@ -102,10 +99,7 @@ def router_app(
     args = AppConfig.model_validate(config).model_dump(mode="json")
     if "auth_token" in config.get("router", {}):
         args["router"]["auth_token"] = config["router"]["auth_token"]
-    options: dict[str, Any] = {"num_cpus": 0}
-    if env:
-        options["runtime_env"] = {"env_vars": env}
-    return Router.options(name=name, ray_actor_options=options).bind(
+    return Router.options(name=name, ray_actor_options={"num_cpus": 0}).bind(
         args, {"principle": tokenizer, "pairwise": tokenizer}, principle, pairwise
     )
 

@@ -64,6 +64,13 @@ class CohortSettings(BaseModel):
         description="a cohort is judged with what arrived this long after its first sample; keep it plus the "
         "judging time below the trainer's request timeout",
     )
+    owners: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="with several router replicas: cohort owner shards, each a one-replica deployment holding the "
+        "cohorts whose key hashes to it (losing one loses only its cohorts)",
+    )
     max_open_cohorts: int = Field(default=256, ge=1, description="cohorts collecting or being judged; more get 503")
     max_waiting_samples: int = Field(default=4096, ge=1, description="samples waiting for their answer; more get 503")
     strategy: Strategy | None = Field(

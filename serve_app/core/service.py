@@ -19,6 +19,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
+import hashlib
 import logging
 import time
 from collections import Counter as Tally
@@ -392,27 +393,9 @@ class JudgingService:
                 "per-sample rewards are off in this deployment (router.cohorts.enabled: false); send each group "
                 "whole to /v1/rank or /v1/rank_batch",
             )
-        reward_rule = self.rules[rule]
         started = time.perf_counter()
-        # An explicit group may leave group_size to its first sample; a prompt-derived key needs it resolved.
-        size = body.group_size if body.group_id is not None else (body.group_size or self.limits.cohorts.group_size)
-        self.checks.group_size(size)
-        principles = body.principles if body.principles is not None else self.limits.default_principles
-        conversation = list(body.conversation)
-        prompt_key: list[Any] = [[[m.role, m.content] for m in conversation], principles, body.principle_for_pairwise]
-        if rule != "ensemble":  # cohorts of different rules never mix
-            prompt_key.append(rule)
-        sample = Sample(
-            response=body.response,
-            # Cohorts are kept per tenant, and per job within a tenant when the caller names one: two jobs that
-            # send the same prompt never share a cohort (and so never a scale).
-            scope=prompt_fingerprint([stats.tenant, body.job_id]),
-            fingerprint=prompt_fingerprint(prompt_key),
-            prompt=CohortPrompt(conversation, principles, body.principle_for_pairwise, reward_rule, stats.tenant),
-            group_id=body.group_id,
-            group_size=size,
-            rollout_index=body.rollout_index,
-        )
+        sample = self._sample(body, stats.tenant, rule)
+        self.checks.group_size(sample.group_size)
         try:
             await self._check_sample(body)
         except Refusal:
@@ -432,6 +415,7 @@ class JudgingService:
         selected = outcome.result
         assert selected is not None  # a cohort with a judged sample has a result
         position = ticket.position(outcome)
+        reward_rule: RewardRule = sample.prompt.rule
         if reward_rule.rewards is not None:
             reward = reward_rule.rewards(selected, len(outcome.indices))[position]
         else:
@@ -450,6 +434,27 @@ class JudgingService:
         }
         timings = CohortTimings(total_s=total, waited_s=max(0.0, closed - ticket.arrived), judging_s=outcome.judging_s)
         return reward_answer(selected, position, reward, self.limits.overlong, cohort=cohort, timings=timings)
+
+    def _sample(self, body: RewardRequest, tenant: str, rule: str) -> Sample:
+        """The rollout as its cohort takes it; ``Sample.key`` names the cohort (and so the owner shard)."""
+        # An explicit group may leave group_size to its first sample; a prompt-derived key needs it resolved.
+        size = body.group_size if body.group_id is not None else (body.group_size or self.limits.cohorts.group_size)
+        principles = body.principles if body.principles is not None else self.limits.default_principles
+        conversation = list(body.conversation)
+        prompt_key: list[Any] = [[[m.role, m.content] for m in conversation], principles, body.principle_for_pairwise]
+        if rule != "ensemble":  # cohorts of different rules never mix
+            prompt_key.append(rule)
+        return Sample(
+            response=body.response,
+            # Cohorts are kept per tenant, and per job within a tenant when the caller names one: two jobs that
+            # send the same prompt never share a cohort (and so never a scale).
+            scope=prompt_fingerprint([tenant, body.job_id]),
+            fingerprint=prompt_fingerprint(prompt_key),
+            prompt=CohortPrompt(conversation, principles, body.principle_for_pairwise, self.rules[rule], tenant),
+            group_id=body.group_id,
+            group_size=size,
+            rollout_index=body.rollout_index,
+        )
 
     async def _check_sample(self, body: RewardRequest) -> None:
         """What would make /v1/rank refuse this rollout, checked on its own so that it alone is refused."""
@@ -481,10 +486,20 @@ class JudgingService:
         asyncio.get_running_loop().call_soon(record, self.metrics, stats)
         return selected
 
+    def owner_of(self, sample: Sample) -> Any:
+        """The cohort owner shard that holds ``sample``'s cohort: a stable hash of the cohort key over the owners,
+        so every sample of one cohort reaches the same owner, from whichever router replica, with no fallback to
+        another (a cohort split over two owners would be judged as two)."""
+        owners = self.cohort_owner if isinstance(self.cohort_owner, list | tuple) else [self.cohort_owner]
+        digest = hashlib.blake2b(sample.key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+        return owners[int.from_bytes(digest, "big") % len(owners)]
+
     async def _forward_reward(self, body: RewardRequest, rule: str, tenant: str) -> RewardResponse:
-        """This replica does not own the cohorts: the owner answers (the caller's wait is cancelled with it)."""
+        """This replica does not own the cohorts: the owner of this sample's cohort answers (the caller's wait is
+        cancelled with it). A lost owner is a 503 with Retry-After at once; its replacement takes the retry."""
+        owner = self.owner_of(self._sample(body, tenant, rule))
         try:
-            raw = await self.cohort_owner.forwarded_reward.remote(
+            raw = await owner.forwarded_reward.remote(
                 {**body.model_dump(mode="json", exclude_none=True), _FORWARDED_RULE: rule, _FORWARDED_TENANT: tenant}
             )
         except Exception as exc:

@@ -7,23 +7,31 @@ from __future__ import annotations
 import concurrent.futures
 
 import httpx
-from live_service import BASE, CONVERSATION, PAIRWISE_DEPLOYMENT, cpu_args, deployed, judge_handle, router_app
+from live_service import BASE, CONVERSATION, PAIRWISE_DEPLOYMENT, cpu_args, deployed, judge_handle, smollm2_folder
+
+from serve_app.app import bind_router
+from serve_app.config import AppConfig
 
 TOKENS = {"GENRM_TOKEN_A": "job-a-secret", "GENRM_TOKEN_B": "job-b-secret"}
 
 
 def test_two_jobs_sending_the_same_prompt_get_cohorts_of_their_own(service: httpx.Client) -> None:
-    config = {
-        "pairwise": cpu_args()["pairwise"],  # the CPU default's pairwise judge, reached through its handle
-        "router": {
-            "tenants": [
-                {"name": "job-a", "token_env": "GENRM_TOKEN_A"},
-                {"name": "job-b", "token_env": "GENRM_TOKEN_B", "weight": 2},
-            ],
-            "cohorts": {"group_size": 4, "group_timeout_s": 300, "strategy": "knockout"},
-        },
-    }
-    app = router_app(config, None, judge_handle(PAIRWISE_DEPLOYMENT), "TenantRouter", env=TOKENS)
+    config = AppConfig.model_validate(
+        {
+            "pairwise": cpu_args()["pairwise"],  # the CPU default's pairwise judge, reached through its handle
+            "router": {
+                "tenants": [
+                    {"name": "job-a", "token_env": "GENRM_TOKEN_A"},
+                    {"name": "job-b", "token_env": "GENRM_TOKEN_B", "weight": 2},
+                ],
+                "cohorts": {"group_size": 4, "group_timeout_s": 300, "strategy": "knockout"},
+                # the tenants' tokens reach the router replica in its environment, as a Secret's would on KubeRay
+                "deployment": {"ray_actor_options": {"num_cpus": 0, "runtime_env": {"env_vars": TOKENS}}},
+            },
+        }
+    )
+    judge = judge_handle(PAIRWISE_DEPLOYMENT)
+    app = bind_router(config, {"pairwise": str(smollm2_folder())}, None, judge, name="TenantRouter")
     answers = ["Paris.", "Lyon.", "The capital of France is Paris.", "Marseille."]
     sends = [(token, a) for a in answers for token in TOKENS.values()]  # the two jobs' samples interleaved
     with deployed(app, "tenants", service) as prefix:

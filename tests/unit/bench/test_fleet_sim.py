@@ -1,0 +1,37 @@
+"""The fleet simulation's own parts: the virtual clock, a continuous-batching replica, and a small step through the
+router's real code."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+from bench import fleet_sim as sim
+
+
+def test_a_replica_batches_continuously_on_the_virtual_clock() -> None:
+    clock = sim.VirtualClock()
+    loop = clock.loop()
+    replica = sim.Replica("r0")
+
+    async def main() -> list[float]:
+        return list(await asyncio.gather(replica.generate(100), replica.generate(300)))
+
+    try:
+        short, long = loop.run_until_complete(main())
+    finally:
+        loop.close()
+    prefill = math.ceil(sim.PREFILL_S / sim.STEP_BASE_S)
+    two = sim.STEP_BASE_S + 2 * sim.STEP_PER_SEQ_S  # both decode together, then the long one alone
+    one = sim.STEP_BASE_S + sim.STEP_PER_SEQ_S
+    assert math.isclose(short, (100 + prefill) * two)
+    assert math.isclose(long, (100 + prefill) * two + 200 * one)
+    assert math.isclose(clock.now, long)  # no real time passed for it, and none of it was lost
+
+
+def test_a_small_step_runs_through_the_real_router_and_scales_with_replicas() -> None:
+    one = sim.run("circular", 1, "default", prompts=8, rollouts=4)
+    two = sim.run("circular", 2, "default", prompts=8, rollouts=4)
+    assert one.calls >= 8 * 4 and two.calls >= 8 * 4  # circular: one call per rollout, failed ones retried
+    assert two.makespan_s < one.makespan_s
+    assert 0 < one.router_busy < 1 and one.router_cpu_per_call_ms > 0

@@ -23,7 +23,7 @@ import hashlib
 import logging
 import time
 from collections import Counter as Tally
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -102,6 +102,13 @@ class Forwarded(BaseModel):
     body: str | None = None  # the RewardResponse JSON, when status is 200
     detail: str | None = None
     retry_after_s: int | None = None
+
+
+def _prompt_parts(
+    conversation: Sequence[ChatMessage], principles: Sequence[str], principle_for_pairwise: str | None
+) -> list[Any]:
+    """What makes two groups one prompt, JSON-able: the key of a group's judge calls (affinity) and of its cohort."""
+    return [[[m.role, m.content] for m in conversation], list(principles), principle_for_pairwise]
 
 
 def _printable(value: Any) -> Any:
@@ -214,27 +221,29 @@ class JudgingService:
             f"{exc.queued} queued per router replica); retry later",
         )
 
-    def _admit(self, stats: RequestStats) -> None:
-        """Refuse at once what admission would refuse (a batch asks once, for all its groups)."""
+    @contextlib.contextmanager
+    def _admission_refusals(self, stats: RequestStats) -> Iterator[None]:
+        """Admission's refusals as the caller's: 429 with Retry-After when the tenant is at its own limits, 503
+        when the router already holds as many requests as it may."""
         try:
-            self.admission.check(stats.tenant)
+            yield
         except TenantOverloaded as exc:
             raise self._tenant_overloaded(stats, exc) from None
         except Overloaded:
             raise self._overloaded(stats) from None
 
+    def _admit(self, stats: RequestStats) -> None:
+        """Refuse at once what admission would refuse (a batch asks once, for all its groups)."""
+        with self._admission_refusals(stats):
+            self.admission.check(stats.tenant)
+
     @contextlib.asynccontextmanager
     async def _admitted(self, stats: RequestStats, *, admitted: bool = False) -> AsyncIterator[float]:
-        """One admission slot for the block (yields the seconds waited for it); 429 with Retry-After when the
-        tenant is at its own limits, 503 when the router already holds as many requests as it may. ``admitted``:
-        let in already, so wait, never refuse."""
-        try:
+        """One admission slot for the block (yields the seconds waited for it), refused as
+        :meth:`_admission_refusals` says. ``admitted``: let in already, so wait, never refuse."""
+        with self._admission_refusals(stats):
             async with self.admission.slot(admitted=admitted, tenant=stats.tenant) as queued_s:
                 yield queued_s
-        except TenantOverloaded as exc:
-            raise self._tenant_overloaded(stats, exc) from None
-        except Overloaded:
-            raise self._overloaded(stats) from None
 
     async def _fit(
         self, conversation: Sequence[ChatMessage], texts: Sequence[str], principles: Sequence[str], what: str
@@ -294,7 +303,7 @@ class JudgingService:
         # Every call of this group carries its prompt as the affinity key: with Serve's ConsistentHashRouter on a
         # judge deployment, they reach the one replica that holds the prompt in its prefix cache.
         affinity = AFFINITY_KEY.set(
-            prompt_fingerprint([[[m.role, m.content] for m in conversation], principles, body.principle_for_pairwise])
+            prompt_fingerprint(_prompt_parts(conversation, principles, body.principle_for_pairwise))
         )
         try:
             async with self._admitted(stats, admitted=admitted) as queued_s:
@@ -441,7 +450,7 @@ class JudgingService:
         size = body.group_size if body.group_id is not None else (body.group_size or self.limits.cohorts.group_size)
         principles = body.principles if body.principles is not None else self.limits.default_principles
         conversation = list(body.conversation)
-        prompt_key: list[Any] = [[[m.role, m.content] for m in conversation], principles, body.principle_for_pairwise]
+        prompt_key = _prompt_parts(conversation, principles, body.principle_for_pairwise)
         if rule != "ensemble":  # cohorts of different rules never mix
             prompt_key.append(rule)
         return Sample(

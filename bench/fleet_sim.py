@@ -49,6 +49,7 @@ from deployments.pairwise.judge import PairwiseJudge, PairwiseSettings
 from serve_app.config import AppConfig
 from serve_app.core.judge_pool import Judges
 from serve_app.core.service import JudgingService
+from serve_app.core.stats import NullMetrics
 from serve_app.protocols.genrm_api import RankBatchRequest
 
 #: the step shape of NVIDIA's Nemotron 3 Super RLHF recipe: prompts per step and rollouts per prompt
@@ -193,16 +194,6 @@ class FleetClient:
         return Completion(text=json.dumps(verdict), finish_reason="stop")
 
 
-class _NoMetrics:
-    class _Instrument:
-        def inc(self, *args: Any, **kwargs: Any) -> None: ...
-
-        def observe(self, *args: Any, **kwargs: Any) -> None: ...
-
-    def __getattr__(self, name: str) -> Any:
-        return self._Instrument()
-
-
 @dataclasses.dataclass
 class Outcome:
     design: str
@@ -259,7 +250,7 @@ def run(
 
     async def main() -> tuple[float, int]:
         judge = PairwiseJudge(client, PairwiseSettings(prompt_format="rendered", structured_output="compact"))
-        service = JudgingService(config, Judges(pairwise=judge), metrics=_NoMetrics())  # type: ignore[arg-type]
+        service = JudgingService(config, Judges(pairwise=judge), metrics=NullMetrics())
         while not service.readiness.ready:
             await asyncio.sleep(1)
         client.latencies.clear()

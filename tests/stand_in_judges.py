@@ -31,6 +31,7 @@ from policies.verdicts import PrincipleResult
 from serve_app.config import AppConfig
 from serve_app.core.judge_pool import Judges
 from serve_app.core.service import JudgingService
+from serve_app.core.stats import NullMetrics
 from serve_app.ingress.asgi import build_api
 
 CONVERSATION = [{"role": "user", "content": "Name a prime number."}]
@@ -77,18 +78,6 @@ class QualityPrinciple:
         return [PrincipleResult(principle=p, reward=reward, answer="Yes") for p in principles]
 
 
-class NoMetrics:
-    """Stands in for RouterMetrics: every instrument accepts and drops its updates."""
-
-    class _Instrument:
-        def inc(self, *args: Any, **kwargs: Any) -> None: ...
-
-        def observe(self, *args: Any, **kwargs: Any) -> None: ...
-
-    def __getattr__(self, name: str) -> Any:
-        return self._Instrument()
-
-
 def stand_in_service(
     router: dict[str, Any] | None = None,
     client: QualityClient | None = None,
@@ -110,7 +99,7 @@ def stand_in_service(
         settings = PairwiseSettings(prompt_format="rendered", structured_output="compact")
         judge = PairwiseJudge(client or QualityClient(), settings)
     judges = Judges(pairwise=judge, principle=principle)  # type: ignore[arg-type]
-    return JudgingService(config, judges, metrics=NoMetrics())  # type: ignore[arg-type]
+    return JudgingService(config, judges, metrics=NullMetrics())
 
 
 def run_app(

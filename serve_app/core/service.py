@@ -46,7 +46,7 @@ from serve_app.core.lanes import CallTiming, JudgeLane, JudgeSilent
 from serve_app.core.readiness import Readiness
 from serve_app.core.refusal import Refusal, reject, validation_errors
 from serve_app.core.reward_rules import RewardRule, reward_rules
-from serve_app.core.stats import RequestStats, RouterMetrics, record
+from serve_app.core.stats import NullMetrics, RequestStats, RouterMetrics, record
 from serve_app.protocols.genrm_api import (
     BestOfNRequest,
     BestOfNResponse,
@@ -124,7 +124,7 @@ class JudgingService:
         config: AppConfig,
         judges: Judges,
         *,
-        metrics: RouterMetrics | None = None,
+        metrics: RouterMetrics | NullMetrics | None = None,
         cohort_owner: Any = None,
     ) -> None:
         self.config = config

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import Counter as Tally
 from dataclasses import dataclass, field
+from typing import Any
 
 from ray.serve.metrics import Counter, Histogram
 
@@ -60,6 +61,19 @@ class RouterMetrics:
             boundaries=_LATENCY_BOUNDARIES,
             tag_keys=("route",),
         )
+
+
+class NullMetrics:
+    """Metrics that drop every update: for the core run outside a Ray worker (in-process tests, the fleet
+    simulation), where ray.serve.metrics objects cannot be created."""
+
+    class _Instrument:
+        def inc(self, *args: Any, **kwargs: Any) -> None: ...
+
+        def observe(self, *args: Any, **kwargs: Any) -> None: ...
+
+    def __getattr__(self, name: str) -> Any:
+        return self._Instrument()
 
 
 @dataclass

@@ -22,7 +22,7 @@ pytest.importorskip("ray.serve", reason="the router's metrics need ray[serve]")
 openai = pytest.importorskip("openai")
 uvicorn = pytest.importorskip("uvicorn")
 
-from stand_in_judges import NoMetrics, served  # noqa: E402
+from stand_in_judges import served  # noqa: E402
 
 from deployments.engine_client import Completion, JudgeCallError  # noqa: E402
 from deployments.pairwise.judge import PairwiseJudge, PairwiseSettings  # noqa: E402
@@ -32,6 +32,7 @@ from deployments.template_markers import TemplateMarkers  # noqa: E402
 from serve_app.config import AppConfig  # noqa: E402
 from serve_app.core.judge_pool import Judges  # noqa: E402
 from serve_app.core.service import JudgingService  # noqa: E402
+from serve_app.core.stats import NullMetrics  # noqa: E402
 from serve_app.ingress.asgi import build_api  # noqa: E402
 
 PRINCIPLE_MODEL = "genrm-principle-test"
@@ -104,7 +105,7 @@ def build_service(principle: StandInEngine, pairwise: StandInEngine) -> JudgingS
             pairwise, pairwise_settings, special_tokens=["<|im_start|>", "<|im_end|>"], template_markers=MARKERS
         ),
     )
-    return JudgingService(config, judges, metrics=NoMetrics())  # type: ignore[arg-type]
+    return JudgingService(config, judges, metrics=NullMetrics())
 
 
 class Front:

@@ -19,6 +19,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from deployments.autoscaling import engine_load
 from deployments.engine_client import LOGPROBS_FROM_LAST, logprobs_from_last
 
 
@@ -96,5 +97,10 @@ def judge_server_class() -> type:
 
         def _chat_request(self, body: dict[str, Any]) -> Any:
             return ChatCompletionRequest.model_validate({**body, "stream": False})
+
+        async def record_autoscaling_stats(self) -> dict[str, float]:
+            """Serve's hook for custom autoscaling metrics: the engine's own load (deployments/autoscaling.py).
+            ray.serve.llm keeps the vLLM engine client on its engine wrapper; there is no public accessor."""
+            return engine_load(getattr(self.engine, "_engine_client", None))
 
     return JudgeServer

@@ -1,9 +1,13 @@
 """Test layers: ``unit/`` mirrors the packages (no Ray, no engine: seconds to minutes), ``e2e/`` runs the CPU default
 for real. Every test that uses the running service, or sits in ``e2e/`` (those start Ray), is marked ``e2e`` here,
-so ``pytest -m "not e2e"`` runs the fast layer alone; the plain ``pytest`` runs everything."""
+so ``pytest -m "not e2e"`` runs the fast layer alone; the plain ``pytest`` runs everything.
+
+The multi-node fleet (``fleet`` fixture, tests/fleet_cluster.py) needs the machine's two cores to itself and must
+not share a session with another cluster: its tests run last, after the shared service has stopped."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +21,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         in_e2e = Path(str(item.path)).resolve().is_relative_to(E2E)
         if in_e2e or "service" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.e2e)
+    # stable sort: the fleet's tests last, in their own order
+    items.sort(key=lambda item: "fleet" in getattr(item, "fixturenames", ()))
 
 
 @pytest.fixture(scope="session")
@@ -40,11 +46,31 @@ def service(left_running: object) -> Iterator[object]:
     logs.mkdir(exist_ok=True)
     SERVICE_LOG["path"] = logs / "serve-run.log"
     try:
-        with (
-            own_ray_cluster(log_path=logs / "ray-head.log") as address,
-            serve_run(SERVICE_LOG["path"], port=PORT, address=address) as client,
-        ):
-            yield client
+        with SHARED:
+            address = SHARED.enter_context(own_ray_cluster(log_path=logs / "ray-head.log"))
+            yield SHARED.enter_context(serve_run(SERVICE_LOG["path"], port=PORT, address=address))
+    except RuntimeError as exc:
+        pytest.fail(f"{exc}\n--- the end of `serve run`'s log ---\n{_log_tail()}")
+
+
+#: the shared service's cluster and `serve run`, closed at the end of the session or when the fleet starts
+SHARED = contextlib.ExitStack()
+
+
+@pytest.fixture(scope="session")
+def fleet() -> Iterator[object]:
+    """The multi-node judge fleet (tests/fleet_cluster.py), started once the shared service has stopped."""
+    pytest.importorskip("ray.serve.llm", reason="needs ray[serve] with a vLLM build (the CPU default)")
+    from fleet_cluster import multi_node_fleet
+    from live_service import ROOT
+
+    SHARED.close()
+    logs = ROOT / ".pytest_cache"
+    logs.mkdir(exist_ok=True)
+    SERVICE_LOG["path"] = logs / "serve-run-fleet.log"
+    try:
+        with multi_node_fleet(logs) as running:
+            yield running
     except RuntimeError as exc:
         pytest.fail(f"{exc}\n--- the end of `serve run`'s log ---\n{_log_tail()}")
 

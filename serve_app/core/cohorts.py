@@ -129,6 +129,12 @@ class Sample:
         return f"prompt:{self.scope}:{self.fingerprint}:{self.group_size}"
 
 
+def shard_of(key: str, shards: int) -> int:
+    """The owner shard (0 .. shards-1) of a cohort key: a stable hash, the same in every process and run."""
+    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % shards
+
+
 @dataclasses.dataclass(slots=True, eq=False)
 class Cohort(Generic[R]):
     id: str

@@ -9,7 +9,10 @@ A hung judge, on the other hand, must be given up on quickly. So:
 * a sent call times out when its judge has been **silent** for ``silence_s``: no call to that judge has completed
   since this one was sent, or since the last completion. A judge that keeps answering other calls is busy, not
   hung, and its calls keep their place; a judge that answers nothing is given up on after ``silence_s``;
-* ``max_call_s`` bounds one call whatever else happens.
+* ``max_call_s`` bounds one call whatever else happens;
+* a judge that Serve reports without a live replica (:meth:`JudgeLane.set_down`, fed by
+  ``serve_app.core.readiness``) fails its calls at once with :class:`JudgeDown`: Serve would hold them until a
+  replacement replica runs, minutes after a node is lost.
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ T = TypeVar("T")
 
 class JudgeSilent(TimeoutError):
     """The judge answered no call for too long (or one call outlived ``max_call_s``)."""
+
+
+class JudgeDown(ConnectionError):
+    """The judge has no live replica: its calls fail now rather than wait for a replacement."""
 
 
 @dataclass
@@ -60,6 +67,25 @@ class JudgeLane:
         self.waiting = 0
         #: monotonic time of the last call this judge answered
         self.last_answer = float("-inf")
+        #: why the judge is down (None: it has a live replica, or nobody has looked yet)
+        self.down: str | None = None
+        self._went_down: asyncio.Future[None] | None = None  # resolved when the judge goes down; shared by calls
+
+    def set_down(self, reason: str | None) -> None:
+        """Mark the judge down (``reason``) or up (None). Going down fails every call in flight."""
+        self.down = reason
+        if reason is not None and self._went_down is not None and not self._went_down.done():
+            self._went_down.set_result(None)
+
+    def _down_signal(self) -> asyncio.Future[None]:
+        """The future the calls in flight wait on beside their own: resolved when the judge goes down."""
+        if self._went_down is None or (self._went_down.done() and self.down is None):
+            self._went_down = asyncio.get_running_loop().create_future()
+        return self._went_down
+
+    def _refuse_if_down(self) -> None:
+        if self.down is not None:
+            raise JudgeDown(f"the {self.name} judge is down: {self.down}")
 
     @contextlib.asynccontextmanager
     async def _slot(self, tenant: str) -> AsyncIterator[None]:
@@ -83,7 +109,9 @@ class JudgeLane:
         docstring says."""
         timing = timing if timing is not None else CallTiming()
         queued = time.monotonic()
+        self._refuse_if_down()
         async with self._slot(tenant):
+            self._refuse_if_down()
             sent = time.monotonic()
             timing.queued_s = sent - queued
             self.inflight += 1
@@ -100,6 +128,7 @@ class JudgeLane:
 
     async def _wait(self, task: asyncio.Future[T], sent: float) -> T:
         hard_deadline = sent + self.max_call_s
+        went_down = self._down_signal()
         while True:
             now = time.monotonic()
             # the judge's silence is counted from whichever is later: this call's sending or its last answer
@@ -112,8 +141,11 @@ class JudgeLane:
                     f"{self.name} judge call timed out: the judge answered no call for {self.silence_s:g} s "
                     f"(call_timeout_s)"
                 )
-            done, _ = await asyncio.wait({task}, timeout=deadline - now)
-            if done:
+            done, _ = await asyncio.wait({task, went_down}, timeout=deadline - now, return_when="FIRST_COMPLETED")
+            if task in done:
                 result = task.result()  # a failed call raises here and is no sign of life
                 self.last_answer = time.monotonic()
                 return result
+            if went_down in done:
+                self._refuse_if_down()
+                went_down = self._down_signal()  # it came back up before this call noticed

@@ -1,16 +1,23 @@
-"""Ready means ready: the router says so only after each judge has answered a real call.
+"""Ready means ready: the router says so only after each judge has answered a real call, and only while each judge
+still has a live replica.
 
 The router itself is up in seconds, the engines behind it a minute or more later, and an engine's first calls are
 slow (lazy initialisation). A client that starts as soon as the HTTP port answers sees failed or timed-out calls.
 So at start-up the router sends each judge a small warm-up call, repeated until the judge answers; ``/readyz`` is
 200 only once every judge has, and `serve run`'s output says when that happened.
+
+After warm-up a judge can still go away: its node is lost, its replicas die and wait for resources to come back.
+A liveness probe (on Serve: the deployment's running replicas, from Serve's own status) is asked on each
+``/readyz``, and every :data:`WATCH_S` while calls are in flight or a judge is down. A judge with no live replica is
+named by ``/readyz`` and its lane fails its calls at once (Serve would hold them until a replacement runs); when Serve
+has replaced it, the judge is ready again without a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from serve_app.core.lanes import JudgeLane
@@ -19,6 +26,13 @@ from serve_app.protocols.genrm_api import JudgeReadiness
 _CONVERSATION = [{"role": "user", "content": "What is 2 + 2?"}]
 #: pause between warm-up attempts of a judge that is not up yet
 RETRY_S = 5.0
+#: how long one liveness answer is reused: ``/readyz`` is polled by every load balancer and client
+LIVENESS_TTL_S = 2.0
+#: how often liveness is checked while judge calls are in flight or a judge is down
+WATCH_S = 5.0
+
+#: the reason each judge is down (None: it has a live replica), by role
+Liveness = Callable[[], Awaitable[Mapping[str, str | None]]]
 
 
 async def _warm_call(role: str, judge: Any) -> None:
@@ -30,12 +44,15 @@ async def _warm_call(role: str, judge: Any) -> None:
 
 
 class Readiness:
-    """Warm-up state of every judge of one router replica."""
+    """Warm-up and liveness state of every judge of one router replica."""
 
-    def __init__(self, judges: Mapping[str, Any], lanes: Mapping[str, JudgeLane]) -> None:
+    def __init__(self, judges: Mapping[str, Any], lanes: Mapping[str, JudgeLane], liveness: Liveness | None = None):
         self.judges = dict(judges)
         self.lanes = lanes
+        self.liveness = liveness
         self.state = {role: JudgeReadiness(ready=False) for role in self.judges}
+        self._warmed: set[str] = set()
+        self._checked = -float("inf")
         self._started = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -43,10 +60,40 @@ class Readiness:
     def ready(self) -> bool:
         return all(s.ready for s in self.state.values())
 
+    @property
+    def down(self) -> list[str]:
+        """Judges that answered their warm-up call and have since lost every replica."""
+        return [role for role, s in self.state.items() if role in self._warmed and not s.ready]
+
     def start(self) -> None:
         """Begin warming every judge (needs a running event loop)."""
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._warm(role)) for role in self.judges]
+
+    async def check(self) -> None:
+        """Refresh the warmed judges' liveness (at most every :data:`LIVENESS_TTL_S`); a probe that fails leaves
+        the last answer in place, since it says nothing about the judges."""
+        now = time.monotonic()
+        if self.liveness is None or not self._warmed or now - self._checked < LIVENESS_TTL_S:
+            return
+        self._checked = now
+        try:
+            reasons = await self.liveness()
+        except Exception:
+            return
+        for role in self._warmed:
+            reason = reasons.get(role)
+            state = self.state[role]
+            state.ready, state.last_error = reason is None, reason
+            self.lanes[role].set_down(reason)
+
+    async def _watch(self) -> None:
+        """Check liveness while it matters: calls in flight (which a lost judge would hold) or a judge down."""
+        while True:
+            await asyncio.sleep(WATCH_S)
+            busy = any(lane.inflight or lane.waiting for lane in self.lanes.values())
+            if busy or self.down:
+                await self.check()
 
     async def _warm(self, role: str) -> None:
         state = self.state[role]
@@ -60,6 +107,9 @@ class Readiness:
                 continue
             state.ready, state.last_error = True, None
             state.warmup_s = time.monotonic() - self._started
+            self._warmed.add(role)
+        if self.ready and self.liveness is not None:
+            self._tasks.append(asyncio.get_running_loop().create_task(self._watch()))
         if self.ready:
             waits = ", ".join(f"{r} {s.warmup_s:.0f} s" for r, s in self.state.items())
             # Printed, not logged: `serve run` shows a replica's stdout, and this is the line users wait for.

@@ -19,7 +19,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
-import hashlib
 import logging
 import time
 from collections import Counter as Tally
@@ -39,11 +38,11 @@ from serve_app.config import DEFAULT_TENANT, JUDGE_ROLES, AppConfig, RouterConfi
 from serve_app.core.admission import Admission, Overloaded, TenantLimits, TenantOverloaded
 from serve_app.core.answers import Selected, best_of_n_answer, rank_answer, reward_answer
 from serve_app.core.checks import RequestChecks
-from serve_app.core.cohorts import Cohort, CohortRefused, Cohorts, Sample, prompt_fingerprint
+from serve_app.core.cohorts import Cohort, CohortRefused, Cohorts, Sample, prompt_fingerprint, shard_of
 from serve_app.core.fitting import fit_texts
 from serve_app.core.judge_pool import Judges, build_judges
 from serve_app.core.lanes import CallTiming, JudgeLane, JudgeSilent
-from serve_app.core.readiness import Readiness
+from serve_app.core.readiness import Liveness, Readiness
 from serve_app.core.refusal import Refusal, reject, validation_errors
 from serve_app.core.reward_rules import RewardRule, reward_rules
 from serve_app.core.stats import NullMetrics, RequestStats, RouterMetrics, record
@@ -126,6 +125,7 @@ class JudgingService:
         *,
         metrics: RouterMetrics | NullMetrics | None = None,
         cohort_owner: Any = None,
+        liveness: Liveness | None = None,
     ) -> None:
         self.config = config
         self.limits: RouterConfig = config.router
@@ -148,7 +148,7 @@ class JudgingService:
             for role in JUDGE_ROLES
             if (cfg := getattr(self.config, role)) is not None
         }
-        self.readiness = Readiness(self.judges(), self.lanes)
+        self.readiness = Readiness(self.judges(), self.lanes, liveness)
         with contextlib.suppress(RuntimeError):  # no running loop: constructed outside Serve (unit tests)
             self.readiness.start()
         #: a handle to the replica that owns the cohorts when the router has several replicas (None: this one)
@@ -165,10 +165,11 @@ class JudgingService:
         principle_server: Any = None,
         pairwise_server: Any = None,
         cohort_owner: Any = None,
+        liveness: Liveness | None = None,
     ) -> JudgingService:
         """The service of a router replica: judges reached through the hosted deployments' handles (or endpoints)."""
         judges = build_judges(config, tokenizers, principle_server, pairwise_server)
-        return cls(config, judges, cohort_owner=cohort_owner)
+        return cls(config, judges, cohort_owner=cohort_owner, liveness=liveness)
 
     def judges(self) -> dict[str, Any]:
         """The configured judges by role."""
@@ -500,8 +501,7 @@ class JudgingService:
         so every sample of one cohort reaches the same owner, from whichever router replica, with no fallback to
         another (a cohort split over two owners would be judged as two)."""
         owners = self.cohort_owner if isinstance(self.cohort_owner, list | tuple) else [self.cohort_owner]
-        digest = hashlib.blake2b(sample.key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-        return owners[int.from_bytes(digest, "big") % len(owners)]
+        return owners[shard_of(sample.key, len(owners))]
 
     async def _forward_reward(self, body: RewardRequest, rule: str, tenant: str) -> RewardResponse:
         """This replica does not own the cohorts: the owner of this sample's cohort answers (the caller's wait is

@@ -16,6 +16,7 @@ from ray import serve
 from serve_app.config import AppConfig
 from serve_app.core.service import JudgingService
 from serve_app.ingress.asgi import build_api
+from serve_app.ingress.judge_health import serve_liveness
 
 
 @serve.deployment
@@ -29,8 +30,9 @@ class Router:
         pairwise_server: Any = None,
         cohort_owner: Any = None,
     ) -> None:
+        liveness = serve_liveness({"principle": principle_server, "pairwise": pairwise_server})
         self.service = JudgingService.from_deployment(
-            AppConfig.model_validate(config), tokenizers, principle_server, pairwise_server, cohort_owner
+            AppConfig.model_validate(config), tokenizers, principle_server, pairwise_server, cohort_owner, liveness
         )
 
     def __serve_build_asgi_app__(self) -> FastAPI:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from deployments.autoscaling import POLICY_PATH
 
 JudgeRole = Literal["principle", "pairwise"]
 
@@ -128,17 +130,32 @@ class ApiToken(_Strict):
 
 
 class JudgeAutoscaling(_Strict):
-    """Serve autoscaling for one judge: replicas follow ongoing requests between the bounds."""
+    """Serve autoscaling for one judge: replicas follow the engines' own load, the sequences vLLM runs and queues
+    (deployments/autoscaling.py), between the bounds."""
 
     min_replicas: int = Field(ge=1)
     max_replicas: int = Field(ge=1)
-    target_ongoing_requests: float = Field(default=32, gt=0)
+    target_sequences: float = Field(default=64, gt=0, description="engine sequences (running + waiting) per replica")
+    upscale_delay_s: float = Field(default=30, ge=0)
+    downscale_delay_s: float = Field(
+        default=600, ge=0, description="an engine takes minutes to load: scale down slowly"
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> JudgeAutoscaling:
         if self.min_replicas > self.max_replicas:
             raise ValueError(f"min_replicas {self.min_replicas} > max_replicas {self.max_replicas}")
         return self
+
+    def serve_config(self) -> dict[str, Any]:
+        """The deployment's ``autoscaling_config`` (Serve's AutoscalingConfig fields)."""
+        return {
+            "min_replicas": self.min_replicas,
+            "max_replicas": self.max_replicas,
+            "upscale_delay_s": self.upscale_delay_s,
+            "downscale_delay_s": self.downscale_delay_s,
+            "policy": {"policy_function": POLICY_PATH, "policy_kwargs": {"target_sequences": self.target_sequences}},
+        }
 
 
 class Layout(_Strict):

@@ -71,7 +71,7 @@ def serve_document(layout: Layout, layout_dir: Path) -> dict[str, Any]:
         if scaling is not None:
             deployment = llm.setdefault("deployment_config", {})
             deployment.pop("num_replicas", None)
-            deployment["autoscaling_config"] = scaling.model_dump()
+            deployment["autoscaling_config"] = scaling.serve_config()
     return document
 
 

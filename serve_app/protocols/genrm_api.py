@@ -233,8 +233,12 @@ class JudgeReadiness(BaseModel):
 
 
 class ReadinessReport(BaseModel):
-    status: Literal["ready", "warming_up"]
+    status: Literal["ready", "warming_up", "judge_down"] = Field(
+        description="ready: every judge answered its warm-up call and has a live replica; warming_up: some judge "
+        "has not answered yet; judge_down: some judge answered once and has since lost every replica (see down)"
+    )
     judges: dict[str, JudgeReadiness]
+    down: list[str] = Field(default_factory=list, description="judges that were ready and have no live replica now")
     capacity: int = Field(
         description="requests the router runs at once (router.max_concurrent_requests): a good client concurrency"
     )

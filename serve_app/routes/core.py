@@ -58,15 +58,18 @@ async def healthz(service: Service) -> Health:
 @router.get(
     "/readyz",
     response_model=ReadinessReport,
-    summary="200 once every judge has answered its warm-up call; 503 while they warm up",
-    responses={503: {"model": ReadinessReport, "description": "a judge has not answered yet"}},
+    summary="200 once every judge has answered its warm-up call and has a live replica; 503 otherwise",
+    responses={503: {"model": ReadinessReport, "description": "a judge has not answered yet, or has no live replica"}},
 )
 async def readyz(service: Service) -> Response:
-    ready = service.readiness.ready
+    readiness = service.readiness
+    await readiness.check()
+    ready, down = readiness.ready, readiness.down
     limits = service.limits
     body = ReadinessReport(
-        status="ready" if ready else "warming_up",
-        judges=service.readiness.state,
+        status="ready" if ready else "judge_down" if down else "warming_up",
+        judges=readiness.state,
+        down=down,
         capacity=limits.max_concurrent_requests,
     )
     headers = None if ready else {"Retry-After": str(limits.retry_after_s)}

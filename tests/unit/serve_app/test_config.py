@@ -52,6 +52,11 @@ def test_gpu_config_names_the_real_checkpoints_on_their_placement_groups() -> No
     assert pairwise.placement_group_config["strategy"] == "STRICT_PACK"
     assert sum(b.get("GPU", 0) for b in pairwise.placement_group_config["bundles"]) == 8
     assert sum(b.get("GPU", 0) for b in principle.placement_group_config["bundles"]) == 1
+    # the production shape: two TP-8 pairwise replicas; the principle judge autoscaled on its engines' load
+    assert pairwise.deployment_config["num_replicas"] == 2
+    scaling = principle.deployment_config["autoscaling_config"]
+    assert (scaling["min_replicas"], scaling["max_replicas"]) == (1, 4)
+    assert scaling["policy"]["policy_function"] == "deployments.autoscaling:EngineLoadPolicy"
     # model-card defaults arrive through the merge
     assert pairwise.engine_kwargs["reasoning_parser"] == "deepseek_r1"
     assert pairwise.engine_kwargs["max_model_len"] == 40000
@@ -87,6 +92,10 @@ def _pairwise_llm(args: dict) -> dict:
     return args["pairwise"]["hosted"]["llm_config"]
 
 
+def _principle_scaling(args: dict) -> dict:
+    return args["principle"]["hosted"]["llm_config"]["deployment_config"]["autoscaling_config"]
+
+
 ENDPOINT = {"base_url": "http://x/v1", "model": "m", "tokenizer": "t"}
 
 
@@ -100,6 +109,10 @@ ENDPOINT = {"base_url": "http://x/v1", "model": "m", "tokenizer": "t"}
         (lambda a: a["router"].update(max_candidates=1), "max_candidates"),
         (lambda a: a["router"]["selection"].update(strategy="elo"), "strategy"),
         (lambda a: a["principle"].update(endpoint=ENDPOINT), "exactly one"),
+        # a fleet drains: a replica scaled down must outlive the judge's longest call
+        (lambda a: _pairwise_llm(a)["deployment_config"].pop("graceful_shutdown_timeout_s"), "graceful_shutdown"),
+        (lambda a: _principle_scaling(a).pop("policy"), "EngineLoadPolicy"),
+        (lambda a: a["principle"].update(max_inflight_calls=64), "max_inflight_calls 64 per router replica"),
     ],
 )
 def test_config_errors_name_the_field(mutate, message: str) -> None:

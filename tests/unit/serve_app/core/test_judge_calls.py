@@ -9,7 +9,7 @@ import time
 import pytest
 
 from serve_app.core import readiness as readiness_module
-from serve_app.core.lanes import CallTiming, JudgeLane, JudgeSilent
+from serve_app.core.lanes import CallTiming, JudgeDown, JudgeLane, JudgeSilent
 from serve_app.core.readiness import Readiness
 
 
@@ -172,3 +172,88 @@ def test_not_ready_while_a_judge_never_answers(monkeypatch: pytest.MonkeyPatch) 
     assert not ready.ready
     assert ready.state["principle"].ready and not ready.state["pairwise"].ready
     assert "deployment not ready" in (ready.state["pairwise"].last_error or "")
+
+
+def test_a_judge_that_loses_its_replicas_after_warm_up_is_named_down_then_ready_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Liveness after warm-up: the probe says the pairwise judge has no running replica, so readiness drops and
+    names it; once the probe sees a replica again, the judge is ready without a new warm-up. A probe that fails
+    changes nothing."""
+    monkeypatch.setattr(readiness_module, "RETRY_S", 0.01)
+    monkeypatch.setattr(readiness_module, "LIVENESS_TTL_S", 0.0)
+    reasons: dict[str, str | None] = {"principle": None, "pairwise": None}
+    broken = {"probe": False}
+
+    async def probe() -> dict[str, str | None]:
+        if broken["probe"]:
+            raise ConnectionError("controller unreachable")
+        return dict(reasons)
+
+    async def main() -> list[tuple[bool, list[str]]]:
+        judges = {"principle": FlakyJudge(0), "pairwise": FlakyJudge(0)}
+        ready = Readiness(judges, {role: JudgeLane(role, silence_s=5) for role in judges}, probe)
+        ready.start()
+        while not ready.ready:
+            await asyncio.sleep(0.01)
+        seen = []
+        for step in ("up", "down", "probe fails", "back"):
+            reasons["pairwise"] = "no running replica of pairwise" if step in ("down", "probe fails") else None
+            broken["probe"] = step == "probe fails"
+            await ready.check()
+            seen.append((ready.ready, ready.down, ready.lanes["pairwise"].down is not None))
+        assert ready.state["pairwise"].attempts == 1  # no second warm-up
+        return seen
+
+    assert run(main()) == [
+        (True, [], False),
+        (False, ["pairwise"], True),  # its lane fails calls at once
+        (False, ["pairwise"], True),
+        (True, [], False),
+    ]
+
+
+def test_a_judge_still_warming_up_is_not_called_down() -> None:
+    async def probe() -> dict[str, str | None]:
+        return {"pairwise": "no running replica", "principle": None}
+
+    async def main() -> Readiness:
+        judges = {"principle": FlakyJudge(0), "pairwise": FlakyJudge(10**6)}
+        ready = Readiness(judges, {role: JudgeLane(role, silence_s=5) for role in judges}, probe)
+        await ready.check()
+        return ready
+
+    ready = run(main())
+    assert ready.down == [] and not ready.ready
+
+
+def test_calls_of_a_judge_gone_down_fail_at_once_and_work_again_when_it_is_back() -> None:
+    """A lost node: the calls in flight would wait for a replacement replica (Serve holds them), so going down fails
+    them now, long before the silence limit; calls while down never reach the judge; back up, calls work."""
+
+    async def main() -> tuple[float, bool, int]:
+        lane = JudgeLane("pairwise", silence_s=30)
+        never = asyncio.Event()
+        reached = []
+
+        async def hangs() -> int:
+            reached.append(1)
+            await never.wait()
+            return 0
+
+        started = time.monotonic()
+        in_flight = [asyncio.ensure_future(lane.call(hangs)) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        lane.set_down("no running replica of pairwise")
+        results = await asyncio.gather(*in_flight, return_exceptions=True)
+        assert all(isinstance(r, JudgeDown) for r in results), results
+        waited = time.monotonic() - started
+        with pytest.raises(JudgeDown, match="no running replica"):
+            await lane.call(hangs)
+        refused_before_reaching = len(reached) == 3
+        lane.set_down(None)
+        judge = SerialJudge(0.01)
+        return waited, refused_before_reaching, await lane.call(lambda: judge.answer(7))
+
+    waited, refused_before_reaching, answer = run(main())
+    assert waited < 1 and refused_before_reaching and answer == 7

@@ -1,0 +1,237 @@
+"""A judge fleet on a real multi-node Ray cluster on this machine, for the end-to-end fleet tests.
+
+Three Ray nodes, each a `ray start` of its own, stand for a KubeRay cluster: the head (Serve's controller and proxy,
+the router replicas and the cohort owners, pinned by the custom resource ``genrm_router``), a pairwise "GPU node"
+(``genrm_pairwise``) and a principle "GPU node" (``genrm_principle``) — the resources the KubeRay layouts pin each
+judge's bundles with (serve_app.kuberay.render.pin_resource). The application is ``configs/cpu-fleet.yaml`` (two
+pairwise replicas, one principle replica) with those pins, two router replicas and two cohort owner shards, started
+with `serve run` as a user would.
+
+Every node has its own free ports and the cluster its own temp folder, so nothing of a cluster the user runs is
+touched; teardown stops only the processes this cluster started. A node is lost without grace with
+:meth:`FleetCluster.kill_node`: SIGKILL to the node's own Ray processes (its raylet and agents), as when a machine
+vanishes; its workers and their engine processes must then go by themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+from live_service import _processes_of, free_port
+
+from serve_app.kuberay.render import pin_resource
+from serve_app.local_service import ROOT, serve_run_process
+
+RAY = str(Path(sys.executable).parent / "ray")
+#: every node: in the foreground (the process stands for the node), on loopback
+COMMON = [RAY, "start", "--block", "--node-ip-address=127.0.0.1", "--disable-usage-stats"]
+ROUTER_RESOURCE = "genrm_router"
+#: the custom resources each kind of node offers (enough for the replicas the tests schedule there)
+NODE_RESOURCES = {
+    "pairwise": {pin_resource("pairwise"): 2},
+    "principle": {pin_resource("principle"): 1},
+}
+GROUP_SIZE = 4
+OWNERS = 2
+
+
+def fleet_config(port: int, folder: Path) -> Path:
+    """configs/cpu-fleet.yaml with every judge bundle pinned to its node, the router replicas and cohort owners
+    pinned to the head, and HTTP on ``port``."""
+    document = yaml.safe_load((ROOT / "configs" / "cpu-fleet.yaml").read_text())
+    document["http_options"]["port"] = port
+    args = document["applications"][0]["args"]
+    for role in ("principle", "pairwise"):
+        for bundle in args[role]["hosted"]["llm_config"]["placement_group_config"]["bundles"]:
+            bundle[pin_resource(role)] = 1
+    args["router"]["deployment"] = {
+        "num_replicas": 2,
+        "ray_actor_options": {"num_cpus": 0, "resources": {ROUTER_RESOURCE: 1}},
+    }
+    args["router"]["cohorts"] = {
+        "group_size": GROUP_SIZE,
+        "owners": OWNERS,
+        "group_timeout_s": 600,
+        "strategy": "knockout",
+    }
+    path = folder / "cpu-fleet-multinode.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+def _node_ports(head: bool) -> list[str]:
+    flags = [
+        "--node-manager-port",
+        "--object-manager-port",
+        "--metrics-export-port",
+        "--dashboard-agent-listen-port",
+        "--dashboard-agent-grpc-port",
+        "--runtime-env-agent-port",
+    ]
+    if head:
+        flags += ["--port", "--dashboard-port", "--ray-client-server-port"]
+    return [f"{flag}={free_port()}" for flag in flags]
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (from /proc's parent links)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                stat = (entry / "stat").read_text()
+                ppid = int(stat.rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped by its parent, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+class FleetCluster:
+    """The running cluster: its nodes' `ray start` processes by name, the GCS address, the temp folder."""
+
+    def __init__(self, temp: str, log_dir: Path) -> None:
+        self.temp = temp
+        self.log_dir = log_dir
+        self.address = ""
+        self.dashboard = ""
+        self.nodes: dict[str, subprocess.Popen[bytes]] = {}
+        self._logs: list[Any] = []
+        self._known: set[str] = set()  # node ids already handed out by add_node
+
+    def _start(self, name: str, command: list[str]) -> None:
+        log = (self.log_dir / f"ray-{name}.log").open("w")
+        self._logs.append(log)
+        env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+        self.nodes[name] = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def start_head(self) -> None:
+        ports = _node_ports(head=True)
+        port = dict(p.removeprefix("--").split("=") for p in ports)
+        self.address = f"127.0.0.1:{port['port']}"
+        self.dashboard = f"http://127.0.0.1:{port['dashboard-port']}"
+        resources = json.dumps({ROUTER_RESOURCE: 100})
+        head = ["--head", f"--temp-dir={self.temp}", "--num-cpus=1", f"--resources={resources}"]
+        self._start("head", [*COMMON, *head, *ports])
+        deadline = time.monotonic() + 180
+        while not (Path(self.temp) / "ray_current_cluster").is_file():
+            if self.nodes["head"].poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the fleet's Ray head did not start")
+            time.sleep(1)
+
+    def add_node(self, role: str, name: str | None = None) -> str:
+        """Start a node offering ``role``'s resource; waits until Ray lists it alive. Returns its node id."""
+        import ray
+
+        name = name or role
+        resources = json.dumps(NODE_RESOURCES[role])
+        worker = [f"--address={self.address}", "--num-cpus=1", f"--resources={resources}"]
+        self._start(name, [*COMMON, *worker, *_node_ports(head=False)])
+        resource = pin_resource(role)
+        deadline = time.monotonic() + 120
+        while True:
+            for node in ray.nodes() if ray.is_initialized() else []:
+                if node["Alive"] and resource in node["Resources"] and node["NodeID"] not in self._known:
+                    self._known.add(node["NodeID"])
+                    return node["NodeID"]
+            if self.nodes[name].poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the {name} node did not join the cluster")
+            time.sleep(1)
+
+    def kill_node(self, name: str) -> list[int]:
+        """Lose node ``name`` without grace: SIGKILL to its `ray start` process and the Ray processes it started
+        (raylet, agents); its workers are left to notice. Returns the pids killed."""
+        proc = self.nodes.pop(name)
+        own = [proc.pid, *(p for p in descendants(proc.pid) if _parent(p) == proc.pid)]
+        for pid in own:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait()
+        return own
+
+    def stop(self) -> None:
+        for name in [n for n in self.nodes if n != "head"] + (["head"] if "head" in self.nodes else []):
+            proc = self.nodes.pop(name)
+            proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=30)
+        for sig, pause in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 0.0)):
+            for pid in _processes_of(self.temp):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            time.sleep(pause)
+        for log in self._logs:
+            log.close()
+
+
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1
+
+
+class Fleet:
+    """The fleet under test: the cluster, the HTTP client of its service, its config file and `serve run`'s log."""
+
+    def __init__(self, cluster: FleetCluster, client: Any, config: Path, log: Path) -> None:
+        self.cluster = cluster
+        self.client = client
+        self.config = config
+        self.log = log
+
+    def deploy(self, document: dict[str, Any]) -> None:
+        """Apply a changed config to the running application, as `serve deploy` does (Serve updates in place what
+        changed: a replica count is a lightweight update)."""
+        path = self.config.with_name("cpu-fleet-update.yaml")
+        path.write_text(yaml.safe_dump(document, sort_keys=False))
+        serve_cli = str(Path(sys.executable).parent / "serve")
+        env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT)}
+        subprocess.run([serve_cli, "deploy", str(path), "--address", self.cluster.dashboard], env=env, check=True)
+
+
+@contextlib.contextmanager
+def multi_node_fleet(log_dir: Path) -> Iterator[Fleet]:
+    """Start the three-node cluster and `serve run` the pinned fleet config on it; yields once ``/readyz`` is 200."""
+    import ray
+
+    temp = tempfile.mkdtemp(prefix="genrm-fleet-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    cluster = FleetCluster(temp, log_dir)
+    try:
+        cluster.start_head()
+        ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
+        cluster.add_node("pairwise")
+        cluster.add_node("principle")
+        port = free_port()
+        config = fleet_config(port, Path(temp))  # serve_run_process serves it on ``port`` too
+        log = log_dir / "serve-run-fleet.log"
+        with serve_run_process(config, log, port=port, address=cluster.address) as run:
+            yield Fleet(cluster, run.client, config, log)
+    finally:
+        with contextlib.suppress(Exception):
+            ray.shutdown()
+        cluster.stop()

@@ -291,6 +291,32 @@ def _pattern(extra: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile("|".join(alternatives))
 
 
+@lru_cache(maxsize=64)
+def _leading_words(extra: tuple[str, ...]) -> re.Pattern[str] | None:
+    """The words of every protected delimiter (its decoration stripped), at the start of a text after blanks."""
+    words = set()
+    for t in extra:
+        sk = _skeleton(t.strip())[0]
+        if sk and not t.startswith(LINE_START) and _is_delimiter(sk):
+            first = min(i for i, c in enumerate(sk) if c.isalnum())
+            last = max(i for i, c in enumerate(sk) if c.isalnum())
+            words.add(sk[first : last + 1])
+    if not words:
+        return None
+    found = "|".join(_loose(w) for w in sorted(words, key=lambda w: (-len(w), w)))
+    return re.compile(rf"{_GAP}(?:{found})(?![^\W_])")
+
+
+def neutralize_after_heading(text: str, special_tokens: Iterable[str] = ()) -> str:
+    """:func:`neutralize` for a slot the chat template writes right after a heading run (the GenRMs' templates put
+    the principle directly after ``#### Evaluation Plan ####``): a text that opens with the words of a protected
+    delimiter ("Scoring Guidelines ...") would read as that heading, so it starts on the next line instead."""
+    tokens = _normalise_tokens(special_tokens)
+    safe = _neutralize(text, tokens)
+    pattern = _leading_words(tokens)
+    return "\n" + safe if pattern is not None and pattern.match(_skeleton(safe)[0]) else safe
+
+
 def _defuse(span: str, template: bool = False) -> str:
     """Rewrite one matched span so that its skeleton no longer matches anything (see module docstring)."""
     table, structural = (TEMPLATE_SUBSTITUTES, _TEMPLATE_STRUCTURAL) if template else (SUBSTITUTES, _STRUCTURAL)

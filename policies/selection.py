@@ -30,6 +30,7 @@ from policies.debias import Comparison, combine_results, mean_helpfulness, swap_
 from policies.ensemble import EnsembleWeights, combine, standardize
 from policies.pairings import DESIGNS, Adaptive, DesignState, PairDesign, Swiss
 from policies.style import StyleEffect, fit_with_style
+from policies.validity import verdict_support
 from policies.verdicts import PairwiseResult, PrincipleResult, VerdictMode, mean_reward
 
 PairwiseCall = Callable[[int, int], Awaitable[PairwiseResult]]
@@ -74,6 +75,13 @@ class SelectionConfig(BaseModel):
         description="scale of the standardised principle reward used as the BT prior mean",
     )
     retries: int = Field(default=1, ge=0, le=5, description="extra attempts for a failed call")
+    min_verdict_share: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="a candidate is valid when at least this share of the verdicts its design planned for it came "
+        "back usable (policies.validity)",
+    )
     call_timeout_s: float | None = Field(default=None, gt=0.0)
     seed: int = Field(default=0, ge=0, description="seeds the one random generator of a selection")
     swiss_rounds: int | None = Field(default=None, ge=1)
@@ -120,6 +128,12 @@ class CandidateScore(BaseModel):
     helpfulness: float | None = Field(default=None, description="mean 1–5 helpfulness from pairwise calls")
     wins: float = 0.0
     losses: float = 0.0
+    verdicts: int = Field(default=0, description="usable judge verdicts this candidate's score rests on")
+    planned_verdicts: int = Field(default=0, description="verdicts the design asked for about this candidate")
+    valid: bool = Field(
+        default=True,
+        description="enough of the planned verdicts came back (min_verdict_share) for the score to be a reward",
+    )
 
 
 class SelectionResult(BaseModel):
@@ -308,6 +322,15 @@ async def select_best(
     )
     if style_effect is not None and style_effect.reason is not None:
         degraded.append(f"style control: {style_effect.reason}; ranked by plain Bradley–Terry")
+    support = verdict_support(
+        n, comparisons, calls_per_pair, want_principle, np.isfinite(principle_means), config.min_verdict_share
+    )
+    candidates = [
+        c.model_copy(update={"verdicts": v, "planned_verdicts": p, "valid": ok})
+        for c, v, p, ok in zip(candidates, *support, strict=True)
+    ]
+    if not all(support[2]):
+        degraded.append(f"{support[2].count(False)} of {n} candidates rest on too few verdicts to be rewards")
     pairwise_calls = sum(c.calls for c in comparisons)
     pairwise_failed = sum(c.failures for c in comparisons)
     # A principle request fails as a whole (raised, timed out) or per principle (no readable judgement).

@@ -43,8 +43,10 @@ class QualityClient:
 
     model = "stand-in"
 
-    def __init__(self, delay_s: float = 0.0) -> None:
+    def __init__(self, delay_s: float = 0.0, breaks_on: Callable[[str], bool] | None = None) -> None:
         self.delay_s = delay_s
+        #: fault injection: a call whose prompt this says yes to gets an unreadable answer
+        self.breaks_on = breaks_on
         self.calls = self.inflight = self.peak = 0
 
     async def chat(self, request: dict[str, Any]) -> Completion:
@@ -56,7 +58,10 @@ class QualityClient:
                 await asyncio.sleep(self.delay_s)
         finally:
             self.inflight -= 1
-        found = [int(q) for q in _QUALITY.findall(request["messages"][-1]["content"])]
+        prompt = request["messages"][-1]["content"]
+        if self.breaks_on is not None and self.breaks_on(prompt):
+            return Completion(text="I cannot judge this.", finish_reason="stop")
+        found = [int(q) for q in _QUALITY.findall(prompt)]
         first, second = found[-2:] if len(found) >= 2 else (0, 0)  # (0, 0): the warm-up call
         ranking = 2 if first > second else 5 if second > first else 3
         verdict = {"score_1": min(5, 1 + first), "score_2": min(5, 1 + second), "ranking": ranking}

@@ -27,7 +27,7 @@ from deployments.chat import (
     rendered_head,
     validate_history,
 )
-from deployments.text_safety import neutralize, section
+from deployments.text_safety import neutralize, neutralize_after_heading, section
 from policies.verdicts import RANKING_MAX, RANKING_MIN, SCORE_MAX, SCORE_MIN
 
 RESPONSE_ROLES = ("response_1", "response_2")
@@ -126,7 +126,9 @@ def build_pairwise_batch(
     history = validate_history(conversation)
     if principle is not None and not principle.strip():
         raise ValueError("principle is empty; pass None to use the judge's default evaluation")
-    safe_principle = None if principle is None else neutralize(principle, special_tokens)
+    # The checkpoint's template writes the principle right after "#### Evaluation Plan ####"
+    slot = neutralize_after_heading if fmt == "native" else neutralize
+    safe_principle = None if principle is None else slot(principle, special_tokens)
     safe_pairs = [(neutralize(a, special_tokens), neutralize(b, special_tokens)) for a, b in pairs]
 
     if fmt == "native":

@@ -26,7 +26,7 @@ from deployments.chat import (
     rendered_head,
     validate_history,
 )
-from deployments.text_safety import neutralize, section
+from deployments.text_safety import neutralize, neutralize_after_heading, section
 
 _INTRO = (
     "You are evaluating an AI assistant. Below you will find a conversation between a user and the assistant, "
@@ -72,7 +72,9 @@ def build_principle_batch(
     _check_principles(principles)
     history = validate_history(conversation)
     safe_response = neutralize(response, special_tokens)
-    safe_principles = [neutralize(p, special_tokens) for p in principles]
+    # The checkpoint's template writes the principle right after a heading run
+    slot = neutralize_after_heading if fmt == "native" else neutralize
+    safe_principles = [slot(p, special_tokens) for p in principles]
 
     if fmt == "native":
         prefix = [*native_turns(history, special_tokens), {"role": "assistant", "content": safe_response}]

@@ -39,6 +39,8 @@ class GRPOReward:
     ``options``: /v1/rank fields for every group (``principles``, ``strategy``, ``swap``, ``use_principle``, …).
     ``on_error``: "raise" stops the step with the service's reason; "none" gives the group's completions None
     (TRL turns None into NaN, i.e. "this reward does not apply", and averages the other reward functions).
+    A completion the service marks invalid (too few usable verdicts) gets None too. TRL drops a row only when every
+    reward function gave it None, so masking holds when this is the only reward function.
     """
 
     def __init__(
@@ -94,7 +96,9 @@ class GRPOReward:
         try:
             if whole:
                 ranked = await client.rank(conversation=conversation, candidates=texts, **self.options)
-                scores: list[float] = list(ranked.scores)
+                scores: list[float | None] = [
+                    s if ok else None for s, ok in zip(ranked.scores, ranked.valid, strict=True)
+                ]
                 answer: RankResponse | list[RewardResponse] = ranked
             else:
                 replies = await asyncio.gather(
@@ -105,7 +109,7 @@ class GRPOReward:
                         for t in texts
                     )
                 )
-                scores, answer = [r.reward for r in replies], list(replies)
+                scores, answer = [r.reward if r.valid else None for r in replies], list(replies)
         except ServiceError:
             if self.on_error == "raise":
                 raise

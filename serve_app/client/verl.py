@@ -70,4 +70,12 @@ async def compute_score(
     if extra_info and extra_info.get("group_id") is not None:
         body["group_id"] = str(extra_info["group_id"])
     reply = await _client(base_url, timeout_s).reward(body)
-    return {"score": reply.reward, "rank": reply.rank, "size_judged": reply.size_judged, "complete": reply.complete}
+    # veRL's score is a number (no mask): an invalid rollout's is its cohort's mean valid reward; "valid" goes to
+    # reward_extra_info, where it is logged beside the score.
+    return {
+        "score": reply.reward,
+        "rank": reply.rank,
+        "size_judged": reply.size_judged,
+        "complete": reply.complete,
+        "valid": reply.valid,
+    }

@@ -10,6 +10,7 @@ import dataclasses
 from typing import Any
 
 from policies.selection import SelectionConfig, SelectionResult
+from policies.validity import neutral_fill
 from serve_app.protocols.genrm_api import (
     BestOfNResponse,
     CandidateScore,
@@ -49,6 +50,13 @@ def judging_account(selected: Selected, overlong: OverlongPolicy) -> dict[str, A
     }
 
 
+def group_rewards(selected: Selected, values: list[float] | None = None) -> list[float]:
+    """Every judged response's reward, in judged order: ``values`` (a reward rule's), else the ensemble scores; an
+    invalid response gets the mean of the valid ones, never its unsupported score."""
+    rows = by_index(selected)
+    return neutral_fill(values if values is not None else [c.score for c in rows], [c.valid for c in rows])
+
+
 def best_of_n_answer(selected: Selected, candidates: list[str], overlong: OverlongPolicy) -> BestOfNResponse:
     result = selected.result
     return BestOfNResponse(
@@ -71,9 +79,11 @@ def by_index(selected: Selected) -> list[CandidateScore]:
 
 def rank_answer(selected: Selected, overlong: OverlongPolicy) -> RankResponse:
     rows = by_index(selected)
+    valid = [c.valid for c in rows]
     return RankResponse(
-        scores=[c.score for c in rows],
+        scores=neutral_fill([c.score for c in rows], valid),
         ranks=[c.rank for c in rows],
+        valid=valid,
         candidates=rows,
         **judging_account(selected, overlong),
     )
@@ -89,7 +99,8 @@ def reward_answer(
     timings: CohortTimings,
 ) -> RewardResponse:
     """One rollout's row of its cohort's judging: ``position`` is its place among the judged responses, ``reward``
-    the value its reward rule gives it, ``cohort`` the cohort's own fields (ids, sizes, how it closed)."""
+    the value its reward rule gives it (:func:`group_rewards`), ``cohort`` the cohort's own fields (ids, sizes, how it
+    closed)."""
     row = next(c for c in selected.result.candidates if c.index == position)
     account = judging_account(selected, overlong)
     for per_group in ("style_effect", "duplicates", "timings"):
@@ -97,6 +108,7 @@ def reward_answer(
     account["truncated"] = position in selected.truncated
     return RewardResponse(
         reward=reward,
+        valid=row.valid,
         rank=row.rank,
         candidate=row.model_copy(update={"index": cohort["rollout_index"]}),
         strategy=selected.config.strategy,

@@ -36,7 +36,7 @@ from policies.selection import select_best
 from policies.verdicts import PairwiseResult, PrincipleResult, mean_reward
 from serve_app.config import DEFAULT_TENANT, JUDGE_ROLES, AppConfig, RouterConfig
 from serve_app.core.admission import Admission, Overloaded, TenantLimits, TenantOverloaded
-from serve_app.core.answers import Selected, best_of_n_answer, rank_answer, reward_answer
+from serve_app.core.answers import Selected, best_of_n_answer, group_rewards, rank_answer, reward_answer
 from serve_app.core.checks import RequestChecks
 from serve_app.core.cohorts import Cohort, CohortRefused, Cohorts, Sample, prompt_fingerprint, shard_of
 from serve_app.core.fitting import fit_texts
@@ -426,10 +426,8 @@ class JudgingService:
         assert selected is not None  # a cohort with a judged sample has a result
         position = ticket.position(outcome)
         reward_rule: RewardRule = sample.prompt.rule
-        if reward_rule.rewards is not None:
-            reward = reward_rule.rewards(selected, len(outcome.indices))[position]
-        else:
-            reward = next(c.score for c in selected.result.candidates if c.index == position)
+        values = None if reward_rule.rewards is None else reward_rule.rewards(selected, len(outcome.indices))
+        reward = group_rewards(selected, values)[position]
         total = time.perf_counter() - started
         stats.status, stats.latency_s = "200", total
         closed = ticket.cohort.closed if ticket.cohort.closed is not None else ticket.arrived

@@ -139,9 +139,19 @@ class BestOfNResponse(BaseModel):
     timings: Timings
 
 
+_VALID = (
+    "per candidate: enough of the verdicts its design planned came back usable (router.selection.min_verdict_share) "
+    "for its score to be a reward; an invalid candidate's score is its group's mean valid score (advantage ~0)"
+)
+
+
 class RankResponse(BaseModel):
-    scores: list[float] = Field(description="ensemble score per candidate, in request order (higher is better)")
+    scores: list[float] = Field(
+        description="ensemble score per candidate, in request order (higher is better); an invalid candidate (see "
+        "valid) has the mean of the valid ones"
+    )
     ranks: list[int] = Field(description="1 = best, per candidate in request order")
+    valid: list[bool] = Field(default_factory=list, description=_VALID)
     candidates: list[CandidateScore]
     pairwise_calls: int
     principle_calls: int
@@ -293,7 +303,13 @@ class CohortTimings(BaseModel):
 
 class RewardResponse(BaseModel):
     reward: float = Field(
-        description="this rollout's ensemble score in its cohort (higher is better); comparable within one cohort"
+        description="this rollout's ensemble score in its cohort (higher is better); comparable within one cohort. "
+        "When valid is false, the mean of the cohort's valid rewards: no judgement of this rollout stands behind it"
+    )
+    valid: bool = Field(
+        default=True,
+        description="enough of the verdicts its cohort's design planned about this rollout came back usable "
+        "(router.selection.min_verdict_share); false: mask it (see reward)",
     )
     rank: int = Field(description="1 = best of the judged rollouts of the cohort")
     rollout_index: int

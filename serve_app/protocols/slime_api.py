@@ -18,7 +18,13 @@ class SlimeRewardRequest(BaseModel):
 
 
 class SlimeReward(BaseModel):
-    reward: float = Field(description="this sample's ensemble score in its cohort (higher is better)")
+    reward: float = Field(
+        description="this sample's ensemble score in its cohort (higher is better); when valid is false, the "
+        "cohort's mean valid reward"
+    )
+    valid: bool = Field(
+        default=True, description="a judgement stands behind the reward (false: too few usable verdicts; mask it)"
+    )
     rank: int = Field(description="1 = best of the cohort's judged samples")
     group_size: int
     size_judged: int = Field(description="samples judged together (fewer than group_size after a timeout)")

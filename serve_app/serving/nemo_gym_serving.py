@@ -36,7 +36,7 @@ from serve_app.core.refusal import Refusal
 from serve_app.core.reward_rules import NEMO_GYM_DESIGN, nemo_gym_rewards
 from serve_app.core.service import JudgingService
 from serve_app.core.stats import RequestStats
-from serve_app.protocols.genrm_api import RankRequest, RewardRequest
+from serve_app.protocols.genrm_api import RankRequest, RewardRequest, RewardResponse
 from serve_app.protocols.nemo_gym_api import (
     GenRMCompareMetrics,
     GenRMCompareRequest,
@@ -100,10 +100,26 @@ def _hint(exc: Refusal, settings: NemoGymSettings) -> Refusal:
     return exc
 
 
-def _echo(body: VerifyRequest, reward: float) -> str:
+def _mask(answer: RewardResponse) -> dict[str, Any]:
+    """A rollout no judgement stands behind, marked as NeMo-Gym marks a failed judge (``mask_sample``, also under
+    ``instance_config`` for older NeMo-RL readers): NeMo-RL then leaves it out of the loss and the metrics."""
+    if answer.valid:
+        return {}
+    row = answer.candidate
+    reason = (
+        f"{row.verdicts} of the {row.planned_verdicts} judge verdicts planned for this rollout were usable "
+        f"(router.selection.min_verdict_share); the reward is its cohort's mean valid reward"
+    )
+    return {"mask_sample": True, "failure_kind": "judge_failed", "failure_reason": reason}
+
+
+def _echo(body: VerifyRequest, reward: float, mask: dict[str, Any] | None = None) -> str:
     row = body.model_dump(mode="json", by_alias=True, exclude_unset=True)
     # NeMo-Gym >= 0.7 reads the group's attempt back from every answer, sent or not
     answer = {**row, "_ng_group_attempt": body.ng_group_attempt, "reward": VerifyResponse(reward=reward).reward}
+    if mask:
+        config = row.get("instance_config")
+        answer |= {**mask, "instance_config": {**(config if isinstance(config, dict) else {}), "mask_sample": True}}
     # ASCII-escaped: a row may carry text that is not valid UTF-8 (a lone surrogate), echoed as it came.
     return json.dumps(answer, ensure_ascii=True, separators=(",", ":"))
 
@@ -165,4 +181,4 @@ class NemoGymServing:
             answer = await self.service.reward(sample, stats, rule=self.settings.reward_rule)
         except Refusal as exc:
             raise _hint(exc, self.settings) from None
-        return _echo(body, answer.reward)
+        return _echo(body, answer.reward, _mask(answer))

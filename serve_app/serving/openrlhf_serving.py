@@ -54,6 +54,7 @@ class OpenRLHFServing:
                 "rank": [float(a.rank) for a in answers],
                 "group_size": [float(a.size_judged) for a in answers],
                 "complete": [float(a.complete) for a in answers],
+                "valid": [float(a.valid) for a in answers],
             }
         else:
             stats_one = RequestStats("openrlhf", tenant=self.tenant)
@@ -61,5 +62,9 @@ class OpenRLHFServing:
             stats = [stats_one, *ranked.stats]
             stats_one.status = "200"
             rewards = ranked.scores
-            logs = {"rank": [float(r) for r in ranked.ranks], "group_size": [float(s) for s in ranked.sizes]}
+            logs = {
+                "rank": [float(r) for r in ranked.ranks],
+                "group_size": [float(s) for s in ranked.sizes],
+                "valid": [float(v) for v in ranked.valid],
+            }
         return GetRewardResponse(rewards=rewards, scores=list(rewards), extra_logs=logs), stats

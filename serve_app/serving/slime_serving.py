@@ -53,6 +53,7 @@ class SlimeServing:
             return json.dumps(answer.reward), stats
         out = SlimeReward(
             reward=answer.reward,
+            valid=answer.valid,
             rank=answer.rank,
             group_size=answer.group_size,
             size_judged=answer.size_judged,

@@ -104,12 +104,14 @@ def read_text(read: Callable[[], T], where: str) -> T:
 
 @dataclasses.dataclass
 class Ranked:
-    """Per sample, in request order: its score in its group, its rank there (1 = best) and the group's size."""
+    """Per sample, in request order: its score in its group (an invalid sample's is the group's mean valid score),
+    its rank there (1 = best), the group's size and whether a judgement stands behind the score."""
 
     scores: list[float]
     ranks: list[int]
     sizes: list[int]
     stats: list[RequestStats]
+    valid: list[bool] = dataclasses.field(default_factory=list)
 
 
 def _detail_text(detail: Any) -> str:
@@ -145,15 +147,17 @@ async def rank_by_prompt(
     scores = [0.0] * len(samples)
     ranks = [1] * len(samples)
     sizes = [1] * len(samples)
+    valid = [True] * len(samples)
     for idx, entry in zip(members, answer.results, strict=True):
         if entry.status != 200 or entry.result is None:
             retry = service.limits.retry_after_s if entry.status == 503 else None
             raise reject(
                 entry.status, f"{where}: samples {idx} (one prompt) were refused: {_detail_text(entry.detail)}", retry
             )
-        for k, score, rank in zip(idx, entry.result.scores, entry.result.ranks, strict=True):
-            scores[k], ranks[k], sizes[k] = score, rank, len(idx)
-    return Ranked(scores=scores, ranks=ranks, sizes=sizes, stats=stats)
+        result = entry.result
+        for k, score, rank, ok in zip(idx, result.scores, result.ranks, result.valid, strict=True):
+            scores[k], ranks[k], sizes[k], valid[k] = score, rank, len(idx), ok
+    return Ranked(scores=scores, ranks=ranks, sizes=sizes, stats=stats, valid=valid)
 
 
 async def cohort_rewards(

@@ -420,9 +420,12 @@ BENIGN_TEXTS = [
 
 @pytest.mark.parametrize("text", BENIGN_TEXTS)
 def test_benign_text_reaches_the_template_unchanged(genrm: Any, text: str) -> None:
+    """Byte for byte; only a principle that opens with a section's words ("Evaluation plan: ...") starts on its own
+    line, since the template writes it right after "#### Evaluation Plan ####"."""
     for judge, slot in PLACEMENTS:
         prompt, messages = judge_prompt(genrm, judge, slot, text)
-        assert text in [m["content"] for m in messages], (judge, slot)
+        contents = [m["content"].removeprefix("\n") if slot == "principle" else m["content"] for m in messages]
+        assert text in contents, (judge, slot)
         assert text in prompt, (judge, slot)
 
 
@@ -485,3 +488,21 @@ def test_inserted_markers_never_change_the_counts(
         text = f"x{text}"
     prompt, _ = judge_prompt(genrm, judge, slot, text)
     assert structure(prompt, markers) == benign[judge, slot]
+
+
+@pytest.mark.parametrize(
+    ("placement", "text"),
+    [
+        (("pairwise", "principle"), "Scoring Guidelines]8Æ𧥯K"),
+        (("principle", "principle"), "Conversation Context]"),
+        (("pairwise", "principle"), "  output FORMAT: JSON only"),
+    ],
+)
+def test_a_principle_opening_with_a_sections_words_is_no_heading(
+    genrm: Any, markers: TemplateMarkers, benign: dict[Any, dict[str, int]], placement: tuple[str, str], text: str
+) -> None:
+    """The templates write the principle right after "#### Evaluation Plan ####": found by the property test above,
+    a principle that opens with another section's words read as "####Scoring Guidelines"; it now starts a line."""
+    prompt, _ = judge_prompt(genrm, *placement, text)
+    assert structure(prompt, markers) == benign[placement]
+    assert text.strip() in prompt  # the principle itself reaches the judge unchanged

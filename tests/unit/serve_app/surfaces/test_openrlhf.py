@@ -67,7 +67,11 @@ def test_several_samples_of_a_prompt_in_one_request_are_ranked_together() -> Non
     r = run_app(go)
     assert r.status_code == 200, r.text
     out = r.json()
-    assert out["extra_logs"] == {"rank": [2.0, 2.0, 1.0, 1.0], "group_size": [2.0, 2.0, 2.0, 2.0]}
+    assert out["extra_logs"] == {
+        "rank": [2.0, 2.0, 1.0, 1.0],
+        "group_size": [2.0, 2.0, 2.0, 2.0],
+        "valid": [1.0, 1.0, 1.0, 1.0],
+    }
     assert out["rewards"][2] > out["rewards"][0] and out["rewards"][3] > out["rewards"][1]
 
 

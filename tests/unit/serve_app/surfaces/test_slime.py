@@ -54,7 +54,7 @@ def test_a_templated_prompt_is_read_back_into_turns() -> None:
 def test_dict_reply_for_reward_key() -> None:
     router = {"cohorts": {"group_timeout_s": 30}, "trainers": {"slime": {"group_size": 2, "reply": "dict"}}}
     out = [r.json() for r in post_all(samples(CONVERSATION, (1, 2)), router)]
-    assert set(out[0]) == {"reward", "rank", "group_size", "size_judged", "complete", "cohort_id"}
+    assert set(out[0]) == {"reward", "valid", "rank", "group_size", "size_judged", "complete", "cohort_id"}
     assert [o["rank"] for o in out] == [2, 1] and out[1]["reward"] > out[0]["reward"]
     assert out[0]["cohort_id"] == out[1]["cohort_id"] and out[0]["complete"] is True
 

@@ -1,0 +1,86 @@
+"""A failed judgement is never a reward, on every surface: a rollout whose every judge call fails (fault injection:
+the stand-in judge cannot read any prompt showing it) is marked invalid where the protocol can carry a mark, and
+gets its group's mean valid reward where it cannot."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+from stand_in_judges import CONVERSATION, QualityClient, run_app
+from test_nemo_gym import verify_body
+
+BROKEN = "quality 9"  # the stand-in cannot judge any call that shows this rollout
+
+
+def broken_judge() -> QualityClient:
+    return QualityClient(breaks_on=lambda prompt: BROKEN in prompt)
+
+
+TEXTS = ["7, quality 1", "7, quality 4", f"7, {BROKEN}", "7, quality 6"]
+
+
+def test_rank_marks_the_unjudged_candidate_and_gives_it_the_mean_valid_score() -> None:
+    async def go(http: httpx.AsyncClient) -> httpx.Response:
+        return await http.post("/v1/rank", json={"conversation": CONVERSATION, "candidates": TEXTS})
+
+    r = run_app(go, client=broken_judge())
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["valid"] == [True, True, False, True]
+    row = out["candidates"][2]
+    assert (row["valid"], row["verdicts"]) == (False, 0) and row["planned_verdicts"] > 0
+    kept = [s for s, ok in zip(out["scores"], out["valid"], strict=True) if ok]
+    assert out["scores"][2] == pytest.approx(sum(kept) / len(kept))
+    assert out["scores"][3] > out["scores"][1] > out["scores"][0]  # the judged ones keep their order
+
+
+def rewards_of(bodies: list[dict[str, Any]], path: str, router: dict[str, Any]) -> list[httpx.Response]:
+    async def go(http: httpx.AsyncClient) -> list[httpx.Response]:
+        return list(await asyncio.gather(*(http.post(path, json=b) for b in bodies)))
+
+    return run_app(go, router, client=broken_judge())
+
+
+def test_reward_marks_the_rollout_and_its_reward_is_the_cohorts_mean_valid_reward() -> None:
+    bodies = [{"conversation": CONVERSATION, "response": t, "group_id": "g", "group_size": 4} for t in TEXTS]
+    answers = [r.json() for r in rewards_of(bodies, "/v1/reward", {})]
+    assert [a["valid"] for a in answers] == [True, True, False, True]
+    kept = [a["reward"] for a in answers if a["valid"]]
+    assert answers[2]["reward"] == pytest.approx(sum(kept) / len(kept))
+    assert answers[2]["candidate"]["verdicts"] == 0
+
+
+def test_nemo_gym_verify_masks_the_sample_as_nemo_gym_does() -> None:
+    from nemo_gym.base_resources_server import BaseVerifyResponse
+
+    bodies = [verify_body(q, task=3, rollout=k) for k, q in enumerate((1, 4, 9, 6))]
+    responses = rewards_of(bodies, "/verify", {"trainers": {"nemo_gym": {"num_rollouts_per_prompt": 4}}})
+    assert [r.status_code for r in responses] == [200] * 4, [r.text for r in responses]
+    # NeMo-Gym's own response model (the test's response object lacks fields a real one carries)
+    full = {"created_at": 0, "parallel_tool_calls": False, "tool_choice": "auto", "tools": []}
+    answers = [
+        BaseVerifyResponse.model_validate({**r.json(), "response": {**r.json()["response"], **full}}) for r in responses
+    ]
+    assert [a.mask_sample for a in answers] == [False, False, True, False]
+    assert answers[2].failure_kind == "judge_failed" and "verdicts" in (answers[2].failure_reason or "")
+    assert responses[2].json()["instance_config"]["mask_sample"] is True  # older NeMo-RL readers
+    assert "mask_sample" not in responses[0].json()  # a valid row is echoed as before
+
+
+def test_slime_dict_and_openrlhf_logs_carry_the_mark() -> None:
+    slime = {"trainers": {"slime": {"reply": "dict", "group_size": 4}}}
+    bodies = [{"prompt": CONVERSATION, "response": t} for t in TEXTS]
+    answers = [r.json() for r in rewards_of(bodies, "/slime/reward", slime)]
+    assert [a["valid"] for a in answers] == [True, True, False, True], answers
+
+    queries = [f"Name a prime number.\n{t}" for t in TEXTS]
+    openrlhf: dict[str, Any] = {}
+    (r,) = rewards_of([{"query": queries, "prompts": ["Name a prime number.\n"] * 4}], "/get_reward", openrlhf)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["extra_logs"]["valid"] == [1.0, 1.0, 0.0, 1.0]
+    kept = [x for x, ok in zip(out["rewards"], out["extra_logs"]["valid"], strict=True) if ok]
+    assert out["rewards"][2] == pytest.approx(sum(kept) / len(kept))

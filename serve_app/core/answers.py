@@ -7,15 +7,19 @@ reasons, timings, overlong text); :func:`judging_account` is that account, and e
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from typing import Any
 
 from policies.selection import SelectionConfig, SelectionResult
 from policies.validity import neutral_fill
+from serve_app.config import JUDGE_ROLES, AppConfig
 from serve_app.protocols.genrm_api import (
     BestOfNResponse,
     CandidateScore,
     CohortTimings,
+    JudgeProvenance,
     OverlongPolicy,
+    Provenance,
     RankResponse,
     RewardResponse,
     Timings,
@@ -32,6 +36,42 @@ class Selected:
     timings: Timings
     duplicates: list[list[int]]
     truncated: list[int]
+    #: the judges and configuration behind it (None where the caller built it without a service)
+    judges: Provenance | None = None
+
+
+def judges_provenance(config: AppConfig) -> Provenance:
+    """The replica's judges as its configuration names them, and a hash of the whole configuration (the design is
+    filled per selection by :func:`provenance`)."""
+    judges = {}
+    for role in JUDGE_ROLES:
+        cfg = getattr(config, role)
+        if cfg is None:
+            continue
+        hosted, endpoint = cfg.hosted, cfg.endpoint
+        loading = hosted.llm_config.get("model_loading_config", {}) if hosted is not None else {}
+        engine = hosted.llm_config.get("engine_kwargs", {}) if hosted is not None else {}
+        judges[role] = JudgeProvenance(
+            model=hosted.model_id if hosted is not None else endpoint.model if endpoint is not None else role,
+            source=hosted.model_source if hosted is not None else endpoint.base_url if endpoint is not None else None,
+            revision=engine.get("revision") or loading.get("revision"),
+            sampling=cfg.settings.sampling.model_dump(mode="json", exclude_none=True),
+        )
+    digest = hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:16]
+    return Provenance(judges=judges, design={}, config_hash=digest)
+
+
+def provenance(judges: Provenance, config: SelectionConfig, principle_used: bool) -> Provenance:
+    """``judges`` (the replica's judges and config hash) with the design this selection ran."""
+    design = {
+        "strategy": config.strategy,
+        "swap": config.swap,
+        "use_principle": principle_used,
+        "max_pairwise_calls": config.max_pairwise_calls,
+        "verdicts": config.verdicts,
+        "seed": config.seed,
+    }
+    return judges.model_copy(update={"design": design})
 
 
 def judging_account(selected: Selected, overlong: OverlongPolicy) -> dict[str, Any]:
@@ -47,6 +87,7 @@ def judging_account(selected: Selected, overlong: OverlongPolicy) -> dict[str, A
         "truncated": selected.truncated,
         "overlong_policy": overlong,
         "timings": selected.timings,
+        "provenance": selected.judges,
     }
 
 

@@ -121,6 +121,8 @@ class Sample:
     rollout_index: int | None = None
     #: whose cohorts these are (a tenant, and a job within it): samples of different scopes never share a cohort
     scope: str = ""
+    #: the caller's name for this sample across retries (``idempotency_key``)
+    idempotency_key: str | None = None
 
     @property
     def key(self) -> str:
@@ -211,6 +213,11 @@ class Cohorts(Generic[R]):
         self._closed: dict[str, Cohort[R]] = {}
         self._expiry: collections.deque[tuple[float, str, Cohort[R]]] = collections.deque()
         self._tasks: set[asyncio.Task[None]] = set()
+        # Retries (see :meth:`retry_of`): places by the caller's idempotency key, and places whose caller left, by
+        # (cohort key, response).
+        self._keyed: dict[str, Ticket[R]] = {}
+        self._left: dict[tuple[str, str], list[Ticket[R]]] = {}
+        self._retry_expiry: collections.deque[tuple[Ticket[R], Callable[[], None]]] = collections.deque()
         self._ids = itertools.count(1)
         self.unanswered = 0  # cohorts collecting or being judged
         self.waiting = 0  # samples (to be judged) whose cohort has not answered yet
@@ -219,9 +226,55 @@ class Cohorts(Generic[R]):
 
     def join(self, sample: Sample, *, judged: bool = True) -> Ticket[R]:
         """Place ``sample`` in its cohort (opening one when needed); raises :class:`CohortRefused`. With
-        ``judged=False`` the sample only counts as arrived (its caller was refused on its own)."""
+        ``judged=False`` the sample only counts as arrived (its caller was refused on its own). A retry
+        (:meth:`retry_of`) gets the first place back."""
         now = self._clock()
         self._forget_expired(now)
+        if judged and (earlier := self.retry_of(sample)) is not None:
+            return earlier
+        ticket = self._join(sample, judged, now)
+        if judged and sample.idempotency_key is not None:
+            scoped = f"{sample.scope}:{sample.idempotency_key}"
+            self._keyed[scoped] = ticket
+            self._retry_expiry.append((ticket, lambda: self._keyed.pop(scoped, None)))
+        return ticket
+
+    # ---- retries --------------------------------------------------------------------------------------------
+
+    def retry_of(self, sample: Sample) -> Ticket[R] | None:
+        """The place ``sample`` already has, if it is a retry. With an idempotency key: the place first taken under
+        that key (same scope), its caller waiting or not. Without one (OpenRLHF and slime name none): a sample
+        identical to one whose caller has left (:meth:`left`: a client that timed out) is its retry; a sample
+        identical to one whose caller still waits is another rollout that happens to read the same."""
+        if sample.idempotency_key is not None:
+            return self._keyed.get(f"{sample.scope}:{sample.idempotency_key}")
+        if sample.rollout_index is not None:
+            return None  # an indexed sample is matched by its index (join)
+        places = self._left.get((sample.key, sample.response))
+        if not places:
+            return None
+        ticket = places.pop()
+        if not places:
+            del self._left[sample.key, sample.response]
+        return ticket
+
+    def left(self, ticket: Ticket[R], sample: Sample) -> None:
+        """``ticket``'s caller stopped waiting (disconnected): its place stays in the cohort for a retry."""
+        if sample.idempotency_key is not None or sample.rollout_index is not None:
+            return  # found again by key or index
+        where = (sample.key, sample.response)
+        self._left.setdefault(where, []).append(ticket)
+
+        def forget() -> None:
+            places = self._left.get(where)
+            if places and ticket in places:
+                places.remove(ticket)
+                if not places:
+                    del self._left[where]
+
+        self._retry_expiry.append((ticket, forget))
+
+    def _join(self, sample: Sample, judged: bool, now: float) -> Ticket[R]:
         key = sample.key
         cohort = self._open.get(key)
         if cohort is None and sample.group_id is not None and (earlier := self._closed.get(key)) is not None:
@@ -381,6 +434,17 @@ class Cohorts(Generic[R]):
             _, key, cohort = self._expiry.popleft()
             if self._closed.get(key) is cohort:
                 del self._closed[key]
+        # A retry place lasts until its cohort has answered and group_timeout_s has passed since it closed
+        # (entries in about arrival order; the cap bounds memory).
+        retries_cap = self.settings.max_waiting_samples
+        while self._retry_expiry:
+            ticket, forget = self._retry_expiry[0]
+            cohort = ticket.cohort
+            lingered = cohort.done.done() and now - (cohort.closed or now) > self.settings.group_timeout_s
+            if not (lingered or len(self._retry_expiry) > retries_cap):
+                break
+            self._retry_expiry.popleft()
+            forget()
 
     async def aclose(self) -> None:
         """Stop (replica shutdown, tests): open cohorts and judging in progress are cancelled, so no caller hangs."""

@@ -36,7 +36,15 @@ from policies.selection import select_best
 from policies.verdicts import PairwiseResult, PrincipleResult, mean_reward
 from serve_app.config import DEFAULT_TENANT, JUDGE_ROLES, AppConfig, RouterConfig
 from serve_app.core.admission import Admission, Overloaded, TenantLimits, TenantOverloaded
-from serve_app.core.answers import Selected, best_of_n_answer, group_rewards, rank_answer, reward_answer
+from serve_app.core.answers import (
+    Selected,
+    best_of_n_answer,
+    group_rewards,
+    judges_provenance,
+    provenance,
+    rank_answer,
+    reward_answer,
+)
 from serve_app.core.checks import RequestChecks
 from serve_app.core.cohorts import Cohort, CohortRefused, Cohorts, Sample, prompt_fingerprint, shard_of
 from serve_app.core.fitting import fit_texts
@@ -131,6 +139,7 @@ class JudgingService:
         self.limits: RouterConfig = config.router
         self.checks = RequestChecks(self.limits)
         self.rules = reward_rules(self.limits)
+        self.provenance = judges_provenance(config)
         self.metrics = metrics if metrics is not None else RouterMetrics()
         tenants = {
             t.name: TenantLimits(t.weight, t.max_concurrent_requests, t.max_queued_requests)
@@ -342,6 +351,7 @@ class JudgingService:
             ),
             duplicates=[g for g in groups if len(g) > 1],
             truncated=sorted(i for u in cut for i in groups[u]),
+            judges=provenance(self.provenance, config, result.principle_calls > 0),
         )
 
     async def best_of_n(self, body: BestOfNRequest, stats: RequestStats) -> BestOfNResponse:
@@ -422,6 +432,9 @@ class JudgingService:
             outcome = await ticket.outcome()
         except Refusal as exc:  # the cohort's judging was refused (e.g. router.max_request_s)
             raise self._refuse(stats, exc) from None
+        except asyncio.CancelledError:  # the caller left (a client timeout): its retry takes this place
+            self.cohorts.left(ticket, sample)
+            raise
         selected = outcome.result
         assert selected is not None  # a cohort with a judged sample has a result
         position = ticket.position(outcome)
@@ -462,6 +475,7 @@ class JudgingService:
             group_id=body.group_id,
             group_size=size,
             rollout_index=body.rollout_index,
+            idempotency_key=body.idempotency_key,
         )
 
     async def _check_sample(self, body: RewardRequest) -> None:

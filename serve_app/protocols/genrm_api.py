@@ -118,6 +118,21 @@ class Timings(BaseModel):
     )
 
 
+class JudgeProvenance(BaseModel):
+    model: str = Field(description="the judge model: its served id")
+    source: str | None = Field(default=None, description="where its weights come from (checkpoint, package file)")
+    revision: str | None = Field(default=None, description="the checkpoint revision, when the config pins one")
+    sampling: dict[str, Any] = Field(default_factory=dict, description="the sampling settings of its calls")
+
+
+class Provenance(BaseModel):
+    """Where an answer came from: which judges, asked how, by which design, under which configuration."""
+
+    judges: dict[str, JudgeProvenance]
+    design: dict[str, Any] = Field(description="the pair design as run: strategy, both orders, principle, budget")
+    config_hash: str = Field(description="sha256 (first 16 hex digits) of the application's whole configuration")
+
+
 class BestOfNResponse(BaseModel):
     index: int = Field(description="position of the chosen candidate in the request")
     text: str
@@ -137,6 +152,7 @@ class BestOfNResponse(BaseModel):
     truncated: list[int] = Field(default_factory=list, description=_TRUNCATED)
     overlong_policy: OverlongPolicy
     timings: Timings
+    provenance: Provenance | None = Field(default=None, description="which judges, asked how, by which design")
 
 
 _VALID = (
@@ -162,6 +178,7 @@ class RankResponse(BaseModel):
     truncated: list[int] = Field(default_factory=list, description=_TRUNCATED)
     overlong_policy: OverlongPolicy
     timings: Timings
+    provenance: Provenance | None = Field(default=None, description="which judges, asked how, by which design")
 
 
 class PrincipleScoreRequest(_Request):
@@ -286,6 +303,13 @@ class RewardRequest(_Request, _Principles):
         description="the training job this rollout belongs to: cohorts are kept per tenant (the bearer token names "
         "it) and, when given, per job within the tenant; without it a tenant's jobs share prompt cohorts",
     )
+    idempotency_key: Text | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="names this sample across retries (or the Idempotency-Key header): a sample with a key already "
+        "seen (same tenant) is the same sample and gets the first one's answer, never a second place in its cohort",
+    )
 
     @field_validator("group_id")
     @classmethod
@@ -328,6 +352,7 @@ class RewardResponse(BaseModel):
     truncated: bool = Field(default=False, description="this response was cut to fit (overlong policy 'truncate')")
     overlong_policy: OverlongPolicy
     timings: CohortTimings
+    provenance: Provenance | None = Field(default=None, description="which judges, asked how, by which design")
 
 
 #: A group is a /v1/rank body, documented as one, but parsed group by group so that one invalid group gets its own 422

@@ -6,7 +6,9 @@ once its group has been judged together (``serve_app.core.cohorts``); ``/v1/rank
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Response
 
 from serve_app.core.stats import RequestStats
 from serve_app.protocols.genrm_api import RankBatchRequest, RankBatchResponse, RewardRequest, RewardResponse
@@ -25,8 +27,15 @@ router = APIRouter()
     "samples than group_size, or a sample /v1/rank would refuse; 503 with Retry-After: too many open cohorts or "
     "waiting samples.",
 )
-async def reward(body: RewardRequest, service: Service, tenant: Tenant) -> Response:
+async def reward(
+    body: RewardRequest,
+    service: Service,
+    tenant: Tenant,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=256)] = None,
+) -> Response:
     stats = RequestStats("reward", tenant=tenant)
+    if idempotency_key and body.idempotency_key is None:
+        body = body.model_copy(update={"idempotency_key": idempotency_key})
     return reply(service, await service.reward(body, stats), stats)
 
 

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from policies.verdicts import PairVerdict, PairwiseResult, VerdictMode
+from policies.verdicts import CUT_OFF, PairVerdict, PairwiseResult, VerdictMode
 
 
 class Comparison(BaseModel):
@@ -43,6 +43,8 @@ class Comparison(BaseModel):
     consistent: bool | None = None
     calls: int = 0
     failures: int = 0
+    #: failed calls whose answer hit max_tokens before its verdict (part of ``failures``)
+    cut_off: int = 0
     round: int = 0
 
     @property
@@ -109,7 +111,7 @@ def combine_results(
         return next((r.verdict for r in reversed(results) if r.verdict is not None), None)
 
     all_results = [*forward, *backward]
-    return combine_orders(
+    merged = combine_orders(
         i,
         j,
         last_valid(forward),
@@ -119,6 +121,8 @@ def combine_results(
         round=round,
         verdicts=verdicts,
     )
+    cut_off = sum(r.failure == CUT_OFF for r in all_results)
+    return merged.model_copy(update={"cut_off": cut_off}) if cut_off else merged
 
 
 def swap_inconsistency(comparisons: Sequence[Comparison]) -> float | None:

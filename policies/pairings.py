@@ -104,6 +104,30 @@ class Circular(PairDesign):
         return [(k, (k + 1) % state.n) for k in range(state.n)]
 
 
+class Anchored(PairDesign):
+    """Candidate 0 is a reference answer: every other candidate is judged against it, (k, 0), once per order. Each
+    rollout's verdicts then say how it compares with a fixed anchor, not with its group: the margins are comparable
+    between groups and steps (:func:`anchored_margins`)."""
+
+    def next_pairs(self, state: DesignState) -> list[Pair]:
+        if state.round > 0 or state.n < 2:
+            return []
+        return [(k, 0) for k in range(1, state.n)]
+
+
+def anchored_margins(n: int, comparisons: Sequence[Comparison]) -> list[float | None]:
+    """Per candidate 1..n-1: its mean margin over the reference (candidate 0) in [-2.5, 2.5], from its own point of
+    view; None where no verdict came back."""
+    sums, counts = [0.0] * n, [0] * n
+    for c in comparisons:
+        if c.margin is None or 0 not in (c.i, c.j):
+            continue
+        k, margin = (c.i, c.margin) if c.j == 0 else (c.j, -c.margin)
+        sums[k] += margin
+        counts[k] += 1
+    return [sums[k] / counts[k] if counts[k] else None for k in range(1, n)]
+
+
 class RoundRobin(PairDesign):
     """Every pair once, in circle-method order: each block of ⌊N/2⌋ pairs gives every candidate one match."""
 
@@ -261,6 +285,7 @@ class Adaptive(PairDesign):
 
 
 DESIGNS = {
+    "anchored": Anchored,
     "circular": Circular,
     "knockout": Knockout,
     "swiss": Swiss,

@@ -35,7 +35,7 @@ from policies.verdicts import PairwiseResult, PrincipleResult, VerdictMode, mean
 
 PairwiseCall = Callable[[int, int], Awaitable[PairwiseResult]]
 PrincipleCall = Callable[[int], Awaitable[Sequence[PrincipleResult]]]
-Strategy = Literal["principle", "circular", "knockout", "swiss", "round_robin", "adaptive"]
+Strategy = Literal["principle", "circular", "knockout", "swiss", "round_robin", "adaptive", "anchored"]
 
 
 class SelectionConfig(BaseModel):

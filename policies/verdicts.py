@@ -145,6 +145,10 @@ class PairVerdict(BaseModel):
         return self.soft_margin if mode == "soft" else self.margin
 
 
+#: the failure of an answer that hit the call's max_tokens before its verdict (counted apart in judge health)
+CUT_OFF = "answer cut off at max_tokens"
+
+
 class PairwiseResult(BaseModel):
     """One pairwise judge call: a verdict, or the reason there is none."""
 

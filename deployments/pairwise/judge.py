@@ -14,7 +14,7 @@ from deployments.pairwise.logprobs import with_ranking_belief
 from deployments.pairwise.parse import VERDICT_KEYS, parse_pairwise
 from deployments.pairwise.prompt import PAIRWISE_JSON_SCHEMA, build_pairwise_messages, pairwise_untrusted_texts
 from deployments.text_safety import THINK_CLOSE
-from policies.verdicts import PairwiseResult
+from policies.verdicts import CUT_OFF, PairwiseResult
 
 #: The schema without the free-text analyses: small stand-in models then answer in a few tokens.
 PAIRWISE_SCORES_SCHEMA: dict[str, Any] = {
@@ -85,7 +85,7 @@ class PairwiseJudge(Judge):
         messages = self.messages(conversation, (response_1, response_2), principle)
         completion = await self._send(messages, **self._extra(), **self._logprob_request())
         if completion.finish_reason == "length" and self.settings.structured_output != "off":
-            return PairwiseResult(raw_text=completion.text, failure="answer cut off at max_tokens")
+            return PairwiseResult(raw_text=completion.text, failure=CUT_OFF)
         # A grammar-constrained answer is the verdict and nothing else: there is no quoted text for the parser to
         # mistake for it, so the copy guard (which a candidate listing every possible object could abuse) is off.
         constrained = self.settings.structured_output != "off"

@@ -12,7 +12,7 @@ from deployments.judge import Judge, JudgeSettings
 from deployments.principle.parse import VerdictTokens, parse_principle_logprobs
 from deployments.principle.prompt import build_principle_batch, build_principle_messages, principle_untrusted_texts
 from deployments.template_markers import NO_MARKERS, TemplateMarkers
-from policies.verdicts import PrincipleResult
+from policies.verdicts import CUT_OFF, PrincipleResult
 
 #: Structured output for small stand-in models: a few words of reasoning, then the judgement line. The Yes/No
 #: logprobs are still the model's own (vLLM reports logprobs before the grammar mask).
@@ -80,11 +80,7 @@ class PrincipleJudge(Judge):
                 results.append(PrincipleResult(principle=principle, failure=str(completion) or "judge call failed"))
             elif completion.finish_reason == "length":
                 # A cut-off answer has no final judgement of its own; any Yes/No in it would be mid-reasoning.
-                results.append(
-                    PrincipleResult(
-                        principle=principle, raw_text=completion.text, failure="answer cut off at max_tokens"
-                    )
-                )
+                results.append(PrincipleResult(principle=principle, raw_text=completion.text, failure=CUT_OFF))
             else:
                 results.append(
                     parse_principle_logprobs(

@@ -10,6 +10,8 @@ import dataclasses
 import hashlib
 from typing import Any
 
+from policies.health import JudgeHealth
+from policies.pairings import anchored_margins
 from policies.selection import SelectionConfig, SelectionResult
 from policies.validity import neutral_fill
 from serve_app.config import JUDGE_ROLES, AppConfig
@@ -38,6 +40,8 @@ class Selected:
     truncated: list[int]
     #: the judges and configuration behind it (None where the caller built it without a service)
     judges: Provenance | None = None
+    #: the judges' health in this group's judging (policies.health)
+    health: JudgeHealth | None = None
 
 
 def judges_provenance(config: AppConfig) -> Provenance:
@@ -88,6 +92,7 @@ def judging_account(selected: Selected, overlong: OverlongPolicy) -> dict[str, A
         "overlong_policy": overlong,
         "timings": selected.timings,
         "provenance": selected.judges,
+        "diagnostics": selected.health,
     }
 
 
@@ -96,6 +101,15 @@ def group_rewards(selected: Selected, values: list[float] | None = None) -> list
     invalid response gets the mean of the valid ones, never its unsupported score."""
     rows = by_index(selected)
     return neutral_fill(values if values is not None else [c.score for c in rows], [c.valid for c in rows])
+
+
+def anchored_rewards(selected: Selected) -> list[float]:
+    """Per rollout of an anchored group (candidate 0 is the reference): its mean margin over the reference; an
+    invalid rollout (or one with no verdict) gets the mean of the valid ones."""
+    rows = by_index(selected)
+    margins = anchored_margins(len(rows), selected.result.comparisons)
+    valid = [r.valid and m is not None for r, m in zip(rows[1:], margins, strict=True)]
+    return neutral_fill([m if m is not None else 0.0 for m in margins], valid)
 
 
 def best_of_n_answer(selected: Selected, candidates: list[str], overlong: OverlongPolicy) -> BestOfNResponse:

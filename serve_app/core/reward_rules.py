@@ -4,6 +4,8 @@ The core's per-sample path (:meth:`serve_app.core.service.JudgingService.reward`
 named by the caller; cohorts of different rules never mix (the rule is part of the cohort key).
 
 * ``ensemble`` (the default): the cohort design ``router.cohorts.strategy``, and each response's ensemble score;
+* ``anchored`` (a request with a ``reference``): each rollout judged against the reference answer in both orders;
+  its reward is its mean margin over the reference, in [-2.5, 2.5], comparable between groups and steps;
 * ``nemo_gym``: NVIDIA's RLHF rule as NeMo-Gym's ``genrm_compare`` computes it — circular pairs, one order each,
   the pairwise judge alone, then the mean helpfulness with the ranking tie-break (:mod:`policies.nemo_gym`).
 """
@@ -18,6 +20,8 @@ from policies.nemo_gym import JudgedPair, NemoGymAggregate, aggregate, pairs_fro
 from serve_app.config import NemoGymSettings, RouterConfig
 from serve_app.core.answers import Selected
 
+#: each rollout against the request's reference answer, both orders, the pairwise judge alone (policies.pairings)
+ANCHORED_DESIGN: Mapping[str, Any] = {"strategy": "anchored", "swap": True, "use_principle": False}
 #: NVIDIA's design for the NeMo-Gym rule: circular pairs, one order each, the pairwise judge alone
 NEMO_GYM_DESIGN: Mapping[str, Any] = {"strategy": "circular", "swap": False, "use_principle": False}
 
@@ -30,6 +34,8 @@ class RewardRule:
     name: str
     design: Mapping[str, Any]
     rewards: Callable[[Selected, int], list[float]] | None = None
+    #: the cohort is judged against the request's reference answer, judged as candidate 0 (``anchored``)
+    anchored: bool = False
 
 
 def nemo_gym_rewards(
@@ -52,6 +58,7 @@ def reward_rules(limits: RouterConfig) -> dict[str, RewardRule]:
     settings = limits.trainers.nemo_gym
     return {
         "ensemble": RewardRule("ensemble", {"strategy": limits.cohorts.strategy}),
+        "anchored": RewardRule("anchored", ANCHORED_DESIGN, anchored=True),
         "nemo_gym": RewardRule(
             "nemo_gym", NEMO_GYM_DESIGN, lambda selected, n: nemo_gym_rewards(selected, n, settings)[0].rewards
         ),

@@ -32,12 +32,14 @@ from deployments.engine_client import AFFINITY_KEY, Completion, JudgeCallError
 from deployments.judge import Judge
 from policies.debias import combine_results
 from policies.duplicates import expand_result, group_duplicates
+from policies.health import judge_health
 from policies.selection import select_best
 from policies.verdicts import PairwiseResult, PrincipleResult, mean_reward
 from serve_app.config import DEFAULT_TENANT, JUDGE_ROLES, AppConfig, RouterConfig
 from serve_app.core.admission import Admission, Overloaded, TenantLimits, TenantOverloaded
 from serve_app.core.answers import (
     Selected,
+    anchored_rewards,
     best_of_n_answer,
     group_rewards,
     judges_provenance,
@@ -100,6 +102,7 @@ class CohortPrompt:
     principle_for_pairwise: str | None
     rule: RewardRule
     tenant: str
+    reference: str | None = None  # the anchored rule's reference answer, judged as candidate 0
 
 
 class Forwarded(BaseModel):
@@ -332,6 +335,9 @@ class JudgingService:
             ) from None
         finally:
             AFFINITY_KEY.reset(affinity)
+        scores = [c.score for c in sorted(result.candidates, key=lambda c: c.index)]
+        health = judge_health(result.comparisons, result.principle_results, scores, [len(t) for t in candidates])
+        stats.health = health
         result = expand_result(result, groups)
         total = time.perf_counter() - started
         stats.status, stats.latency_s, stats.strategy = "200", total, config.strategy
@@ -352,6 +358,7 @@ class JudgingService:
             duplicates=[g for g in groups if len(g) > 1],
             truncated=sorted(i for u in cut for i in groups[u]),
             judges=provenance(self.provenance, config, result.principle_calls > 0),
+            health=health,
         )
 
     async def best_of_n(self, body: BestOfNRequest, stats: RequestStats) -> BestOfNResponse:
@@ -404,7 +411,20 @@ class JudgingService:
 
     async def reward(self, body: RewardRequest, stats: RequestStats, rule: str = "ensemble") -> RewardResponse:
         """One rollout's reward: it joins its cohort, waits until the cohort is judged, and reads its own row.
-        ``rule`` names the :class:`~serve_app.core.reward_rules.RewardRule` its cohort is judged and read by."""
+        ``rule`` names the :class:`~serve_app.core.reward_rules.RewardRule` its cohort is judged and read by; a
+        ``reference`` answer makes it ``anchored``."""
+        if body.reference is not None:
+            if rule not in ("ensemble", "anchored"):
+                raise reject(
+                    422,
+                    f"reference: the {rule} reward rule compares a group's rollouts with each other; send the "
+                    f"reference answer with the default rule (anchored rewards), or leave it out",
+                )
+            if not body.reference.strip():
+                raise reject(
+                    422, "reference is empty or whitespace; give the reference answer's text", param="reference"
+                )
+            rule = "anchored"
         if self.cohort_owner is not None:
             return await self._forward_reward(body, rule, stats.tenant)
         if self.cohorts is None:
@@ -439,8 +459,12 @@ class JudgingService:
         assert selected is not None  # a cohort with a judged sample has a result
         position = ticket.position(outcome)
         reward_rule: RewardRule = sample.prompt.rule
-        values = None if reward_rule.rewards is None else reward_rule.rewards(selected, len(outcome.indices))
-        reward = group_rewards(selected, values)[position]
+        if reward_rule.anchored:
+            reward = anchored_rewards(selected)[position]
+            position += 1  # the reference is candidate 0
+        else:
+            values = None if reward_rule.rewards is None else reward_rule.rewards(selected, len(outcome.indices))
+            reward = group_rewards(selected, values)[position]
         total = time.perf_counter() - started
         stats.status, stats.latency_s = "200", total
         closed = ticket.cohort.closed if ticket.cohort.closed is not None else ticket.arrived
@@ -463,15 +487,19 @@ class JudgingService:
         principles = body.principles if body.principles is not None else self.limits.default_principles
         conversation = list(body.conversation)
         prompt_key = _prompt_parts(conversation, principles, body.principle_for_pairwise)
-        if rule != "ensemble":  # cohorts of different rules never mix
+        if rule != "ensemble":  # cohorts of different rules (and references) never mix
             prompt_key.append(rule)
+        if body.reference is not None:
+            prompt_key.append(body.reference)
         return Sample(
             response=body.response,
             # Cohorts are kept per tenant, and per job within a tenant when the caller names one: two jobs that
             # send the same prompt never share a cohort (and so never a scale).
             scope=prompt_fingerprint([tenant, body.job_id]),
             fingerprint=prompt_fingerprint(prompt_key),
-            prompt=CohortPrompt(conversation, principles, body.principle_for_pairwise, self.rules[rule], tenant),
+            prompt=CohortPrompt(
+                conversation, principles, body.principle_for_pairwise, self.rules[rule], tenant, body.reference
+            ),
             group_id=body.group_id,
             group_size=size,
             rollout_index=body.rollout_index,
@@ -496,7 +524,7 @@ class JudgingService:
         body = RankRequest.model_validate(
             {
                 "conversation": prompt.conversation,
-                "candidates": [response for _, response in cohort.judged()],
+                "candidates": [*filter(None, [prompt.reference]), *(response for _, response in cohort.judged())],
                 "principles": prompt.principles,
                 "principle_for_pairwise": prompt.principle_for_pairwise,
                 **prompt.rule.design,

@@ -11,6 +11,8 @@ from typing import Any
 
 from ray.serve.metrics import Counter, Histogram
 
+from policies.health import JudgeHealth
+from policies.health import events as health_events
 from serve_app.config import DEFAULT_TENANT
 
 _LATENCY_BOUNDARIES = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600]
@@ -61,6 +63,19 @@ class RouterMetrics:
             boundaries=_LATENCY_BOUNDARIES,
             tag_keys=("route",),
         )
+        self.judge_health = Counter(
+            "genrm_judge_health_events",
+            description="Judge health (policies.health) as counts whose ratios are its shares: cut_off/call, "
+            "parse_failure/call, tie/verdict, flip/two_order, cyclic_triple/judged_triple; principle: "
+            "cut_off/answer, failure/answer.",
+            tag_keys=("judge", "event", "tenant"),
+        )
+        self.length_correlation = Histogram(
+            "genrm_length_correlation",
+            description="Per judged group: Spearman correlation of the candidates' scores with their lengths.",
+            boundaries=[-0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0],
+            tag_keys=("tenant",),
+        )
 
 
 class NullMetrics:
@@ -93,6 +108,7 @@ class RequestStats:
     strategy: str | None = None
     swap_inconsistency: float | None = None
     degraded: bool = False
+    health: JudgeHealth | None = None  # the judges' health in this request's judging (one group)
 
 
 def record(metrics: RouterMetrics, stats: RequestStats) -> None:
@@ -113,3 +129,9 @@ def record(metrics: RouterMetrics, stats: RequestStats) -> None:
         metrics.swap_inconsistency.observe(stats.swap_inconsistency, tags={"strategy": stats.strategy})
     if stats.degraded:
         metrics.degraded.inc(tags={"route": stats.route})
+    if stats.health is not None:
+        for (judge, event), count in health_events(stats.health).items():
+            if count > 0:
+                metrics.judge_health.inc(count, tags={"judge": judge, "event": event, "tenant": stats.tenant})
+        if stats.health.length_correlation is not None:
+            metrics.length_correlation.observe(stats.health.length_correlation, tags={"tenant": stats.tenant})

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validat
 
 from deployments.chat import ChatMessage, Text, validate_history
 from policies.debias import Comparison
+from policies.health import JudgeHealth
 from policies.selection import CandidateScore, Strategy
 from policies.style import StyleEffect
 from policies.verdicts import PairwiseResult, PrincipleResult, VerdictMode
@@ -153,6 +154,11 @@ class BestOfNResponse(BaseModel):
     overlong_policy: OverlongPolicy
     timings: Timings
     provenance: Provenance | None = Field(default=None, description="which judges, asked how, by which design")
+    diagnostics: JudgeHealth | None = Field(
+        default=None,
+        description="the judges' health in this judging: cut-offs, parse failures, ties, flips, length "
+        "correlation, cycles (policies.health)",
+    )
 
 
 _VALID = (
@@ -179,6 +185,11 @@ class RankResponse(BaseModel):
     overlong_policy: OverlongPolicy
     timings: Timings
     provenance: Provenance | None = Field(default=None, description="which judges, asked how, by which design")
+    diagnostics: JudgeHealth | None = Field(
+        default=None,
+        description="the judges' health in this judging: cut-offs, parse failures, ties, flips, length "
+        "correlation, cycles (policies.health)",
+    )
 
 
 class PrincipleScoreRequest(_Request):
@@ -303,6 +314,11 @@ class RewardRequest(_Request, _Principles):
         description="the training job this rollout belongs to: cohorts are kept per tenant (the bearer token names "
         "it) and, when given, per job within the tenant; without it a tenant's jobs share prompt cohorts",
     )
+    reference: Text | None = Field(
+        default=None,
+        description="a reference answer to the prompt: each rollout is judged against it (both orders) and its "
+        "reward is its mean margin over it, in [-2.5, 2.5], comparable between groups and steps (anchored rewards)",
+    )
     idempotency_key: Text | None = Field(
         default=None,
         min_length=1,
@@ -353,6 +369,11 @@ class RewardResponse(BaseModel):
     overlong_policy: OverlongPolicy
     timings: CohortTimings
     provenance: Provenance | None = Field(default=None, description="which judges, asked how, by which design")
+    diagnostics: JudgeHealth | None = Field(
+        default=None,
+        description="the judges' health in this judging: cut-offs, parse failures, ties, flips, length "
+        "correlation, cycles (policies.health)",
+    )
 
 
 #: A group is a /v1/rank body, documented as one, but parsed group by group so that one invalid group gets its own 422

@@ -287,6 +287,26 @@ def test_metrics_on_rays_prometheus_endpoint(service: httpx.Client) -> None:
     assert "ray_vllm_prefix_cache_queries_total" in text or "ray_vllm:prefix_cache_queries" in text
 
 
+def test_the_judge_health_dashboard_queries_only_exported_metrics(service: httpx.Client) -> None:
+    """k8s/grafana/judge-health.json: every metric its queries name is on the live service's /metrics."""
+    import json
+    import re
+
+    dashboard = json.loads((ROOT / "k8s" / "grafana" / "judge-health.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    names = {re.sub(r"_(bucket|sum|count)$", "", n) for e in exprs for n in re.findall(r"\bray_[a-z0-9_]+", e)}
+    candidates = ["Paris.", "I think it is Lyon.", "The capital of France is Paris, a city on the Seine."]
+    body = {"conversation": CONVERSATION, "candidates": candidates, "strategy": "round_robin"}
+    assert service.post("/v1/rank", json=body).status_code == 200  # health events of at least one judged group
+    deadline = time.monotonic() + 60
+    missing = names
+    while missing and time.monotonic() < deadline:
+        text = metrics_text()
+        missing = {n for n in names if not re.search(rf"^{n}(_bucket|_total)?{{", text, re.M)}
+        time.sleep(3)
+    assert not missing, f"the dashboard queries metrics the service does not export: {sorted(missing)}"
+
+
 def test_degraded_when_a_judge_is_down(service: httpx.Client) -> None:
     """A second router in the same cluster: the principle judge is the running engine, the pairwise judge an
     endpoint where nothing listens. The answer comes from the principle judge and says what was missing."""

@@ -35,6 +35,9 @@ def test_rank_marks_the_unjudged_candidate_and_gives_it_the_mean_valid_score() -
     kept = [s for s, ok in zip(out["scores"], out["valid"], strict=True) if ok]
     assert out["scores"][2] == pytest.approx(sum(kept) / len(kept))
     assert out["scores"][3] > out["scores"][1] > out["scores"][0]  # the judged ones keep their order
+    health = out["diagnostics"]  # the judge health shows it
+    assert out["failed_calls"] > 0
+    assert health["parse_failure_share"] == pytest.approx(out["failed_calls"] / out["pairwise_calls"])
 
 
 def rewards_of(bodies: list[dict[str, Any]], path: str, router: dict[str, Any]) -> list[httpx.Response]:

@@ -70,10 +70,12 @@ class RouterMetrics:
             "cut_off/answer, failure/answer.",
             tag_keys=("judge", "event", "tenant"),
         )
+        # Ray's histograms take positive boundaries only: the correlation is recorded shifted by one
         self.length_correlation = Histogram(
-            "genrm_length_correlation",
-            description="Per judged group: Spearman correlation of the candidates' scores with their lengths.",
-            boundaries=[-0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0],
+            "genrm_length_correlation_plus_one",
+            description="Per judged group: 1 + the Spearman correlation of the candidates' scores with their lengths "
+            "(0: longer is always worse, 1: no relation, 2: longer is always better).",
+            boundaries=[0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0],
             tag_keys=("tenant",),
         )
 
@@ -134,4 +136,4 @@ def record(metrics: RouterMetrics, stats: RequestStats) -> None:
             if count > 0:
                 metrics.judge_health.inc(count, tags={"judge": judge, "event": event, "tenant": stats.tenant})
         if stats.health.length_correlation is not None:
-            metrics.length_correlation.observe(stats.health.length_correlation, tags={"tenant": stats.tenant})
+            metrics.length_correlation.observe(1 + stats.health.length_correlation, tags={"tenant": stats.tenant})

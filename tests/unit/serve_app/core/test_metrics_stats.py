@@ -54,3 +54,28 @@ def test_record_aggregates_and_skips_zero_counts() -> None:
     assert [v for n, v in names if n == "judge_latency"] == [0.1, 0.2]
     assert ("swap_inconsistency", 0.25) in names and ("request_latency", 1.5) in names
     assert not any(n == "degraded" for n, _ in names)
+
+
+def test_the_real_metrics_take_every_record_including_judge_health() -> None:
+    """Ray's own metric classes, built and fed as the router does (a bad histogram boundary, a zero increment or
+    an unknown tag raises here, not first in a deployed replica)."""
+    from policies.health import JudgeHealth
+    from serve_app.core.stats import RouterMetrics
+
+    stats = RequestStats("rank", tenant="job-a")
+    stats.calls[("pairwise", "ok")] += 4
+    stats.latencies.append(("pairwise", 0.3))
+    stats.status, stats.latency_s = "200", 0.5
+    stats.health = JudgeHealth(
+        pairwise_calls=4,
+        verdicts=4,
+        two_order_comparisons=2,
+        cut_off_share=0.25,
+        tie_share=0.5,
+        flip_share=0.5,
+        length_correlation=-0.4,
+        judged_triples=1,
+        cycle_share=0.0,
+        principle_answers=0,
+    )
+    record(RouterMetrics(), stats)

@@ -47,6 +47,17 @@ class Completion(BaseModel):
     reasoning: str | None = Field(
         default=None, description="the reasoning a server-side reasoning parser split off (text keeps the answer)"
     )
+    judge_version: str | None = Field(
+        default=None, description="the hosted judge's version stamp (JUDGE_VERSION_FIELD), when it sends one"
+    )
+
+
+#: the key a hosted judge replica adds to each answer: a hash of its LLMConfig (deployments/judge_server.py)
+JUDGE_VERSION_FIELD = "genrm_judge_version"
+#: (model, version) of the judges that answered the calls made in this context (a selection sets a fresh set)
+JUDGE_VERSIONS: contextvars.ContextVar[set[tuple[str, str]] | None] = contextvars.ContextVar(
+    "genrm_judge_versions", default=None
+)
 
 
 def completion_from_openai(payload: Mapping[str, Any]) -> Completion:
@@ -72,6 +83,7 @@ def completion_from_openai(payload: Mapping[str, Any]) -> Completion:
         total_tokens=usage.get("total_tokens"),
         # vLLM's name since 0.11; older servers (and other OpenAI-compatible ones) send reasoning_content
         reasoning=message.get("reasoning") or message.get("reasoning_content") or None,
+        judge_version=payload.get(JUDGE_VERSION_FIELD),
     )
 
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from deployments.chat import ConversationInput, JudgeMessage, PromptFormat
-from deployments.engine_client import ChatClient, Completion
+from deployments.engine_client import JUDGE_VERSIONS, ChatClient, Completion
 from deployments.template_markers import NO_MARKERS, TemplateMarkers
 
 #: An engine sampling seed: vLLM seeds a torch generator with it, which takes a signed 64-bit integer.
@@ -86,4 +86,9 @@ class Judge:
         return request
 
     async def _send(self, messages: list[JudgeMessage], **extra: Any) -> Completion:
-        return await self.client.chat(self._request(messages, **extra))
+        completion = await self.client.chat(self._request(messages, **extra))
+        # Noted in the caller's context (batched calls answer each caller's own future): a group judged by two
+        # judge versions during a rolling update is judged again (serve_app.core.service)
+        if completion.judge_version is not None and (seen := JUDGE_VERSIONS.get()) is not None:
+            seen.add((str(getattr(self.client, "model", "")), completion.judge_version))
+        return completion

@@ -14,13 +14,16 @@ and answer refusals and health checks, no longer wait behind them.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
+import json
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from deployments.autoscaling import engine_load
-from deployments.engine_client import LOGPROBS_FROM_LAST, logprobs_from_last
+from deployments.engine_client import JUDGE_VERSION_FIELD, LOGPROBS_FROM_LAST, logprobs_from_last
 
 
 def _trim_logprobs(item: Any, marker: str) -> None:
@@ -97,6 +100,23 @@ def judge_server_class() -> type:
 
         def _chat_request(self, body: dict[str, Any]) -> Any:
             return ChatCompletionRequest.model_validate({**body, "stream": False})
+
+        async def chat_many(self, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            answers = await super().chat_many(bodies)
+            return [{**a, JUDGE_VERSION_FIELD: self._judge_version()} for a in answers]
+
+        def _judge_version(self) -> str:
+            """A hash of this replica's LLMConfig: two replicas with different models, sources or engine settings
+            (old and new during a rolling update) stamp their answers differently."""
+            version = getattr(self, "_genrm_version", None)
+            if version is None:
+                config = self._llm_config.model_dump(exclude={"deployment_config", "runtime_env"})
+                text = json.dumps(config, sort_keys=True, default=str)
+                # an object's repr may carry its address, which differs between replicas of one version
+                text = re.sub(r" at 0x[0-9a-fA-F]+", "", text)
+                digest = hashlib.sha256(text.encode()).hexdigest()
+                version = self._genrm_version = digest[:12]
+            return version
 
         async def record_autoscaling_stats(self) -> dict[str, float]:
             """Serve's hook for custom autoscaling metrics: the engine's own load (deployments/autoscaling.py).

@@ -43,8 +43,15 @@ class QualityClient:
 
     model = "stand-in"
 
-    def __init__(self, delay_s: float = 0.0, breaks_on: Callable[[str], bool] | None = None) -> None:
+    def __init__(
+        self,
+        delay_s: float = 0.0,
+        breaks_on: Callable[[str], bool] | None = None,
+        version: Callable[[int], str | None] | None = None,
+    ) -> None:
         self.delay_s = delay_s
+        #: the version stamp of the k-th call's answer, as a hosted judge replica stamps it (a rolling update)
+        self.version = version
         #: fault injection: a call whose prompt this says yes to gets an unreadable answer
         self.breaks_on = breaks_on
         self.calls = self.inflight = self.peak = 0
@@ -65,7 +72,8 @@ class QualityClient:
         first, second = found[-2:] if len(found) >= 2 else (0, 0)  # (0, 0): the warm-up call
         ranking = 2 if first > second else 5 if second > first else 3
         verdict = {"score_1": min(5, 1 + first), "score_2": min(5, 1 + second), "ranking": ranking}
-        return Completion(text=json.dumps(verdict), finish_reason="stop")
+        stamp = self.version(self.calls) if self.version is not None else None
+        return Completion(text=json.dumps(verdict), finish_reason="stop", judge_version=stamp)
 
 
 class QualityPrinciple:

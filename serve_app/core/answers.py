@@ -65,8 +65,11 @@ def judges_provenance(config: AppConfig) -> Provenance:
     return Provenance(judges=judges, design={}, config_hash=digest)
 
 
-def provenance(judges: Provenance, config: SelectionConfig, principle_used: bool) -> Provenance:
-    """``judges`` (the replica's judges and config hash) with the design this selection ran."""
+def provenance(
+    judges: Provenance, config: SelectionConfig, principle_used: bool, versions: dict[str, str] | None = None
+) -> Provenance:
+    """``judges`` (the replica's judges and config hash) with the design this selection ran and the version stamp
+    of each judge model that answered (hosted judges stamp their answers)."""
     design = {
         "strategy": config.strategy,
         "swap": config.swap,
@@ -75,7 +78,7 @@ def provenance(judges: Provenance, config: SelectionConfig, principle_used: bool
         "verdicts": config.verdicts,
         "seed": config.seed,
     }
-    return judges.model_copy(update={"design": design})
+    return judges.model_copy(update={"design": design, "judge_versions": versions or {}})
 
 
 def judging_account(selected: Selected, overlong: OverlongPolicy) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from deployments.chat import ChatMessage
-from deployments.engine_client import AFFINITY_KEY, Completion, JudgeCallError
+from deployments.engine_client import AFFINITY_KEY, JUDGE_VERSIONS, Completion, JudgeCallError
 from deployments.judge import Judge
 from policies.debias import combine_results
 from policies.duplicates import expand_result, group_duplicates
@@ -322,10 +322,25 @@ class JudgingService:
             async with self._admitted(stats, admitted=admitted) as queued_s:
                 prompt_principles = [*principles, *filter(None, [body.principle_for_pairwise])]
                 candidates, cut = await self._fit(conversation, distinct, prompt_principles, "candidate")
-                result = await asyncio.wait_for(
-                    select_best(len(candidates), pairwise_judge, principle_judge, config, candidates),
-                    self.limits.max_request_s,
-                )
+                # A group is judged by one version of each judge: calls that met two (a rolling update of a judge
+                # deployment) are all made again, once; still mixed, the caller retries later.
+                for _attempt in range(2):
+                    versions = JUDGE_VERSIONS.set(set())
+                    try:
+                        result = await asyncio.wait_for(
+                            select_best(len(candidates), pairwise_judge, principle_judge, config, candidates),
+                            self.limits.max_request_s,
+                        )
+                        seen = JUDGE_VERSIONS.get() or set()
+                    finally:
+                        JUDGE_VERSIONS.reset(versions)
+                    if len({model for model, _ in seen}) == len(seen):  # one version per judge model
+                        break
+                    logger.warning("judge versions changed while a group was judged (%s); judging it again", seen)
+                else:
+                    raise self._come_back(
+                        stats, 503, "the judges were being updated while this group was judged; retry shortly"
+                    )
         except TimeoutError:
             raise self._come_back(
                 stats,
@@ -357,7 +372,7 @@ class JudgingService:
             ),
             duplicates=[g for g in groups if len(g) > 1],
             truncated=sorted(i for u in cut for i in groups[u]),
-            judges=provenance(self.provenance, config, result.principle_calls > 0),
+            judges=provenance(self.provenance, config, result.principle_calls > 0, dict(sorted(seen))),
             health=health,
         )
 

@@ -132,6 +132,11 @@ class Provenance(BaseModel):
     judges: dict[str, JudgeProvenance]
     design: dict[str, Any] = Field(description="the pair design as run: strategy, both orders, principle, budget")
     config_hash: str = Field(description="sha256 (first 16 hex digits) of the application's whole configuration")
+    judge_versions: dict[str, str] = Field(
+        default_factory=dict,
+        description="model -> the version stamp of the hosted judge replicas that answered (a hash of their "
+        "LLMConfig); a group is never judged by two versions of one judge",
+    )
 
 
 class BestOfNResponse(BaseModel):

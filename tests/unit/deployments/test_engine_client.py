@@ -296,3 +296,23 @@ def test_a_niceness_outside_0_to_19_is_refused_with_the_range(value: str) -> Non
 
     with pytest.raises(ValueError, match="an integer from 0 to 19"):
         lower_priority({ENGINE_NICE_ENV: value})
+
+
+def test_a_hosted_judge_stamps_its_answers_with_a_hash_of_its_llm_config() -> None:
+    """The stamp the router reads to keep one group on one judge version: equal for equal LLMConfigs (replicas of
+    one version), different when the model or an engine setting changes (a rolling update)."""
+    pytest.importorskip("ray.serve.llm")
+    from ray.serve.llm import LLMConfig
+
+    from deployments.engine_client import JUDGE_VERSION_FIELD, completion_from_openai
+    from deployments.judge_server import judge_server_class
+
+    def stamp(model: str, **engine: Any) -> str:
+        server = judge_server_class().__new__(judge_server_class())  # no engine: only the stamp is asked for
+        server._llm_config = LLMConfig(model_loading_config={"model_id": model}, engine_kwargs=engine)
+        return server._judge_version()
+
+    assert stamp("judge-a") == stamp("judge-a") != stamp("judge-b")
+    assert stamp("judge-a", max_model_len=4096) != stamp("judge-a", max_model_len=8192)
+    body = {"choices": [{"message": {"content": "ok"}, "finish_reason": "stop"}], JUDGE_VERSION_FIELD: "abc"}
+    assert completion_from_openai(body).judge_version == "abc"

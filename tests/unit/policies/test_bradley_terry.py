@@ -27,10 +27,12 @@ def test_fit_agrees_with_choix(graph: tuple[int, list[tuple[int, int]]], alpha: 
     obs = bt.Outcomes.from_records((w, lo, 1.0, 0.0) for w, lo in data)
     ours = bt.fit(n, obs, alpha=alpha)
     reference = choix.opt_pairwise(n, data, alpha=alpha, tol=1e-12)
-    # choix's optimiser stops a little short when alpha is tiny and strengths are large; ours is the optimum.
-    np.testing.assert_allclose(ours.theta, reference, atol=1e-4)
     objective = choix.opt.PairwiseFcts(data, alpha).objective
-    assert objective(ours.theta) <= objective(reference) + 1e-12
+    gap = objective(reference) - objective(ours.theta)
+    assert gap >= -1e-12  # ours is never the worse optimum of this strictly convex objective
+    if gap < 1e-9:  # both at the optimum: the same strengths
+        np.testing.assert_allclose(ours.theta, reference, atol=1e-4)
+    # else choix's optimiser stopped short (tiny alpha, large strengths), and ours is the lower objective
 
 
 def test_fractional_weights_equal_repeated_counts() -> None:

@@ -39,3 +39,24 @@ def test_any_configuration_change_changes_the_hash() -> None:
     two = AppConfig.model_validate({"pairwise": endpoint, "router": {"selection": {"swap": False}}})
     assert judges_provenance(one).config_hash != judges_provenance(two).config_hash
     assert judges_provenance(one) == judges_provenance(AppConfig.model_validate({"pairwise": endpoint}))
+
+
+def test_a_group_that_met_two_judge_versions_is_judged_again_on_one() -> None:
+    """A rolling update of the judge while a group is judged: its first calls answer as v1, the rest as v2. The
+    whole group is judged again, all on v2, and its answer says so; a judge that keeps changing is a 503."""
+    from stand_in_judges import QualityClient
+
+    def rank(client: QualityClient) -> httpx.Response:
+        async def go(http: httpx.AsyncClient) -> httpx.Response:
+            return await http.post("/v1/rank", json={"conversation": CONVERSATION, "candidates": TEXTS})
+
+        return run_app(go, client=client)
+
+    updated = QualityClient(version=lambda k: "v1" if k <= 4 else "v2")  # call 1 is the warm-up
+    r = rank(updated)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["provenance"]["judge_versions"] == {"stand-in": "v2"}
+    assert updated.calls > 1 + out["pairwise_calls"]  # the mixed first judging was thrown away
+    flapping = rank(QualityClient(version=lambda k: f"v{k % 2}"))
+    assert flapping.status_code == 503 and "updated" in flapping.text

@@ -58,6 +58,17 @@ def connect() -> None:
         ray.init(address=CLUSTER["address"], logging_level="ERROR", log_to_driver=False)
 
 
+def alive_actors(address: str | None = None) -> list[Any]:
+    """The live actors of this session's cluster (or of the cluster at ``address``), from Ray's state API, asked at
+    that cluster's address: with another Ray cluster on the machine, "auto" would not know which one."""
+    from ray.util.state import list_actors
+
+    if address is None:
+        connect()
+        address = CLUSTER["address"]
+    return list_actors(address=address, filters=[("state", "=", "ALIVE")], limit=10_000)
+
+
 def metrics_text() -> str:
     from bench.ray_metrics import metrics_text as scrape
 

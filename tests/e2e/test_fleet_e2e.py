@@ -21,7 +21,7 @@ import httpx
 import pytest
 import yaml
 from fleet_cluster import GROUP_SIZE, OWNERS, Fleet, alive, descendants
-from live_service import CONVERSATION, PAIRWISE_DEPLOYMENT, PRINCIPLE_DEPLOYMENT
+from live_service import CONVERSATION, PAIRWISE_DEPLOYMENT, PRINCIPLE_DEPLOYMENT, alive_actors
 
 from deployments.autoscaling import ENGINE_SEQUENCES
 from serve_app.config import DEFAULT_TENANT
@@ -33,10 +33,10 @@ CANDIDATES = ["The capital of France is Paris.", "I think it is Lyon.", "Paris."
 
 def replicas(deployment: str) -> list[Any]:
     """The live replica actors of one deployment of the application, from Ray's state API."""
-    from ray.util.state import list_actors
+    import ray
 
     name = f"ServeReplica:{APP}:{deployment}"
-    return [a for a in list_actors(filters=[("state", "=", "ALIVE")], limit=10_000) if a.class_name == name]
+    return [a for a in alive_actors(ray.get_runtime_context().gcs_address) if a.class_name == name]
 
 
 def running(deployment: str) -> int:

@@ -36,11 +36,9 @@ def test_the_engines_run_below_the_router_and_the_proxy(service: httpx.Client) -
     """config.yaml's GENRM_ENGINE_NICE: every engine process a judge replica started is nicer than the router and
     the proxy, so on two shared cores they answer first."""
     psutil = pytest.importorskip("psutil")
-    from live_service import connect
-    from ray.util.state import list_actors
+    from live_service import alive_actors
 
-    connect()
-    actors = {a.class_name: a.pid for a in list_actors(filters=[("state", "=", "ALIVE")], limit=10_000)}
+    actors = {a.class_name: a.pid for a in alive_actors()}
     judges = [pid for name, pid in actors.items() if name and "-genrm:" in name]
     (router,) = [pid for name, pid in actors.items() if name and name.endswith(":Router")]
     (proxy,) = [pid for name, pid in actors.items() if name == "ProxyActor"]

@@ -143,12 +143,10 @@ def test_a_hung_judge_costs_timeouts_not_hangs(service: httpx.Client) -> None:
 
 
 def _replica_actor(deployment: str) -> str:
-    from ray.util.state import list_actors
+    from live_service import alive_actors
 
     names = [
-        a.name
-        for a in list_actors(filters=[("state", "=", "ALIVE")], limit=10_000)
-        if a.name and deployment in a.name and "ServeReplica" in (a.class_name or "")
+        a.name for a in alive_actors() if a.name and deployment in a.name and "ServeReplica" in (a.class_name or "")
     ]
     assert len(names) == 1, names
     return names[0]

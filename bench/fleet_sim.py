@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -103,26 +104,44 @@ class Replica:
         """Returns the seconds the call ran in the engine (its wait for a free sequence slot not counted)."""
         future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         self.waiting.append((tokens, future))
+        if self._arrived is not None:
+            self._arrived.set()
         if self._engine is None or self._engine.done():
             self._engine = asyncio.ensure_future(self._run())
         return await future
 
+    _arrived: asyncio.Event | None = None
+
     async def _run(self) -> None:
+        """Decode steps, taken together while nothing changes: the batch runs until its shortest sequence ends,
+        unless a call arrives with a free slot, which joins after the step in progress (as step by step). One
+        timer per change instead of one per token keeps hours of virtual decoding cheap to simulate."""
+        loop = asyncio.get_running_loop()
+        self._arrived = asyncio.Event()
         while self.running or self.waiting:
             while self.waiting and len(self.running) < MAX_NUM_SEQS:
                 tokens, future = self.waiting.pop(0)
                 steps = tokens + math.ceil(PREFILL_S / STEP_BASE_S)  # prefill as steps
-                self.running.append([steps, future, asyncio.get_running_loop().time()])
+                self.running.append([steps, future, loop.time()])
             step = STEP_BASE_S + STEP_PER_SEQ_S * len(self.running)
-            await asyncio.sleep(step)
-            self.busy_s += step
-            self.seq_s += step * len(self.running)
+            left = min(seq[0] for seq in self.running)
+            started = loop.time()
+            self._arrived.clear()
+            if len(self.running) < MAX_NUM_SEQS:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._arrived.wait(), left * step)
+            else:
+                await asyncio.sleep(left * step)
+            taken = min(left, max(1, math.ceil((loop.time() - started) / step - 1e-9)))
+            await asyncio.sleep(max(0.0, started + taken * step - loop.time()))  # the step in progress ends
+            self.busy_s += taken * step
+            self.seq_s += taken * step * len(self.running)
             for seq in self.running:
-                seq[0] -= 1
+                seq[0] -= taken
             for seq in [s for s in self.running if s[0] <= 0]:
                 self.running.remove(seq)
                 if not seq[1].done():
-                    seq[1].set_result(asyncio.get_running_loop().time() - seq[2])
+                    seq[1].set_result(loop.time() - seq[2])
 
 
 @dataclasses.dataclass
@@ -185,13 +204,18 @@ class FleetClient:
         self.truncated += cut
         self.run_times.append(await self._pick().generate(min(tokens, MAX_TOKENS)))
         self.latencies.append(loop.time() - started)
+        # usage as an engine reports it: the tokens generated, and the prompt at ~4 characters a token
+        usage = {
+            "prompt_tokens": len(request["messages"][-1]["content"]) // 4,
+            "completion_tokens": min(tokens, MAX_TOKENS),
+        }
         if cut:  # the verdict never came: a failed call, as a truncated answer is
-            return Completion(text="", finish_reason="length")
+            return Completion(text="", finish_reason="length", **usage)
         found = [int(q) for q in _QUALITY.findall(request["messages"][-1]["content"])]
         first, second = found[-2:] if len(found) >= 2 else (0, 0)
         ranking = 2 if first > second else 5 if second > first else 3
         verdict = {"score_1": min(5, 1 + first), "score_2": min(5, 1 + second), "ranking": ranking}
-        return Completion(text=json.dumps(verdict), finish_reason="stop")
+        return Completion(text=json.dumps(verdict), finish_reason="stop", **usage)
 
 
 @dataclasses.dataclass

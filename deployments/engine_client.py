@@ -16,6 +16,7 @@ import asyncio
 import bisect
 import contextvars
 import os
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -58,6 +59,9 @@ JUDGE_VERSION_FIELD = "genrm_judge_version"
 JUDGE_VERSIONS: contextvars.ContextVar[set[tuple[str, str]] | None] = contextvars.ContextVar(
     "genrm_judge_versions", default=None
 )
+#: prompt and completion tokens (``usage``) of the judge answers received in this context, by kind ("prompt",
+#: "completion"); the router's core sets a fresh tally around each judge call and adds it to the request's account
+JUDGE_TOKENS: contextvars.ContextVar[Counter[str] | None] = contextvars.ContextVar("genrm_judge_tokens", default=None)
 
 
 def completion_from_openai(payload: Mapping[str, Any]) -> Completion:

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from deployments.chat import ConversationInput, JudgeMessage, PromptFormat
-from deployments.engine_client import JUDGE_VERSIONS, ChatClient, Completion
+from deployments.engine_client import JUDGE_TOKENS, JUDGE_VERSIONS, ChatClient, Completion
 from deployments.template_markers import NO_MARKERS, TemplateMarkers
 
 #: An engine sampling seed: vLLM seeds a torch generator with it, which takes a signed 64-bit integer.
@@ -86,9 +86,16 @@ class Judge:
         return request
 
     async def _send(self, messages: list[JudgeMessage], **extra: Any) -> Completion:
-        completion = await self.client.chat(self._request(messages, **extra))
-        # Noted in the caller's context (batched calls answer each caller's own future): a group judged by two
-        # judge versions during a rolling update is judged again (serve_app.core.service)
+        return await self.ask(self._request(messages, **extra))
+
+    async def ask(self, request: dict[str, Any]) -> Completion:
+        """Send one chat request as it is, and note what the router accounts for in the caller's context (batched
+        calls answer each caller's own future): the judge's version stamp — a group judged by two versions during a
+        rolling update is judged again (serve_app.core.service) — and the tokens its answer used."""
+        completion = await self.client.chat(request)
         if completion.judge_version is not None and (seen := JUDGE_VERSIONS.get()) is not None:
             seen.add((str(getattr(self.client, "model", "")), completion.judge_version))
+        if (tokens := JUDGE_TOKENS.get()) is not None:
+            tokens["prompt"] += completion.prompt_tokens or 0
+            tokens["completion"] += completion.completion_tokens or 0
         return completion

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from deployments.hosting import HostedModel
 from deployments.pairwise.judge import PairwiseSettings
 from deployments.principle.judge import PrincipleSettings
+from policies.nemo_gym import NemoGymShaping
 from policies.selection import SelectionConfig
 from serve_app.core.cohorts import CohortSettings
 
@@ -98,8 +99,9 @@ class PairwiseJudgeConfig(_JudgeConfig):
     settings: PairwiseSettings = PairwiseSettings()
 
 
-class NemoGymSettings(BaseModel):
-    """``router.trainers.nemo_gym``: NeMo-Gym's ``genrm_compare`` protocol (``POST /compare``, ``POST /verify``)."""
+class NemoGymSettings(NemoGymShaping):
+    """``router.trainers.nemo_gym``: NeMo-Gym's ``genrm_compare`` protocol (``POST /compare``, ``POST /verify``),
+    with NeMo-Gym's length and style terms (:class:`~policies.nemo_gym.NemoGymShaping`) for its rule."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -119,6 +121,16 @@ class NemoGymSettings(BaseModel):
         default=3.0, description="reward for a group of fewer than 2 responses; score of a call without a verdict"
     )
     default_ranking: float = Field(default=3.5, ge=1.0, le=6.0, description="ranking of a call without a verdict")
+
+    @model_validator(mode="after")
+    def _shaping_needs_the_nemo_gym_rule(self) -> NemoGymSettings:
+        # The terms are sized for NeMo-Gym's 1-5 helpfulness means; on ensemble scores they would mean nothing.
+        if self.shaping_active and self.reward_rule != "nemo_gym":
+            raise ValueError(
+                "the length and style terms (reasoning_bonus, answer_bonus, group_*_coeff) shape NeMo-Gym's rule: "
+                "set reward_rule: nemo_gym, or leave them at 0"
+            )
+        return self
 
 
 class PolicyTextSettings(BaseModel):

@@ -4,7 +4,8 @@ JudgingService in front of judges that answer at once, with no Ray and no engine
 * :class:`QualityClient` is a pairwise *model*: behind the real ``PairwiseJudge`` (prompts built, answers parsed),
   it reads "quality N" from each response of a pair and prefers the higher, so ranks are predictable. Its verdict
   has no position bias: helpfulness ``min(5, 1 + N)`` per response, ranking 2 / 5 for the better first / second
-  response, 3 for equal qualities.
+  response, 3 for equal qualities. Its ``usage`` counts whitespace-separated words as tokens, and it keeps what it
+  answered (``answered``) so a test can add them up.
 * :class:`QualityPrinciple` is a principle *judge* (duck-typed ``score``): reward = N of "quality N".
 * :func:`stand_in_service` builds the JudgingService; :func:`run_app` runs ``go(http_client)`` against its app;
   :func:`served` runs an app under uvicorn on a free local port, for clients that need a real socket.
@@ -55,6 +56,8 @@ class QualityClient:
         #: fault injection: a call whose prompt this says yes to gets an unreadable answer
         self.breaks_on = breaks_on
         self.calls = self.inflight = self.peak = 0
+        #: (prompt, prompt tokens, completion tokens) of every answer
+        self.answered: list[tuple[str, int, int]] = []
 
     async def chat(self, request: dict[str, Any]) -> Completion:
         self.calls += 1
@@ -73,7 +76,12 @@ class QualityClient:
         ranking = 2 if first > second else 5 if second > first else 3
         verdict = {"score_1": min(5, 1 + first), "score_2": min(5, 1 + second), "ranking": ranking}
         stamp = self.version(self.calls) if self.version is not None else None
-        return Completion(text=json.dumps(verdict), finish_reason="stop", judge_version=stamp)
+        text = json.dumps(verdict)
+        used = (sum(len(m["content"].split()) for m in request["messages"]), len(text.split()))
+        self.answered.append((prompt, *used))
+        return Completion(
+            text=text, finish_reason="stop", judge_version=stamp, prompt_tokens=used[0], completion_tokens=used[1]
+        )
 
 
 class QualityPrinciple:

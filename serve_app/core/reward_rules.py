@@ -7,7 +7,9 @@ named by the caller; cohorts of different rules never mix (the rule is part of t
 * ``anchored`` (a request with a ``reference``): each rollout judged against the reference answer in both orders;
   its reward is its mean margin over the reference, in [-2.5, 2.5], comparable between groups and steps;
 * ``nemo_gym``: NVIDIA's RLHF rule as NeMo-Gym's ``genrm_compare`` computes it — circular pairs, one order each,
-  the pairwise judge alone, then the mean helpfulness with the ranking tie-break (:mod:`policies.nemo_gym`).
+  the pairwise judge alone, then the mean helpfulness with the ranking tie-break (:mod:`policies.nemo_gym`), and
+  NeMo-Gym's length and style terms when ``router.trainers.nemo_gym`` sets any (they need each response's texts,
+  which only ``/compare`` brings to the rule so far: the per-sample path carries no reasoning).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from policies.nemo_gym import JudgedPair, NemoGymAggregate, aggregate, pairs_from_comparisons
+from policies.nemo_gym import JudgedPair, NemoGymAggregate, RolloutTexts, aggregate, pairs_from_comparisons, shape
 from serve_app.config import NemoGymSettings, RouterConfig
 from serve_app.core.answers import Selected
 
@@ -39,10 +41,18 @@ class RewardRule:
 
 
 def nemo_gym_rewards(
-    selected: Selected, n: int, settings: NemoGymSettings
+    selected: Selected, n: int, settings: NemoGymSettings, rollouts: list[RolloutTexts] | None = None
 ) -> tuple[NemoGymAggregate, list[JudgedPair]]:
     """NeMo-Gym's aggregate of a group judged by :data:`NEMO_GYM_DESIGN`, and the pairs as NeMo-Gym reports them.
-    Identical responses are judged once: every copy gets its first occurrence's reward."""
+    Identical responses are judged once: every copy gets its first occurrence's reward, then the length and style
+    terms (when configured) read each copy's own texts.
+
+    ``rollouts`` holds one entry per judged response, in judged order, so the group terms are relative to exactly
+    the responses whose rewards come out. In a cohort (once the per-sample path brings the texts) that means: at
+    its timeout, the rollouts that arrived (NeMo-Gym itself fails such a cohort); a rollout to be masked (too few
+    usable verdicts) stays in, as in NeMo-Gym, where a call without a verdict counts with the defaults — its reward
+    from those defaults sets the top scorers' bar and its lengths enter the weights — and only its own answered
+    reward is then the cohort's mean valid reward."""
     pairs = pairs_from_comparisons(
         selected.result.comparisons, default_score=settings.default_score, default_ranking=settings.default_ranking
     )
@@ -50,6 +60,10 @@ def nemo_gym_rewards(
     for group in selected.duplicates:
         for k in group[1:]:
             result.rewards[k] = result.rewards[group[0]]
+    if settings.shaping_active:
+        if rollouts is None:
+            raise ValueError("the length and style terms need each response's texts (rollouts)")
+        result.rewards = shape(result.rewards, rollouts, settings)
     return result, pairs
 
 

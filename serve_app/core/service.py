@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from deployments.chat import ChatMessage
-from deployments.engine_client import AFFINITY_KEY, JUDGE_VERSIONS, Completion, JudgeCallError
+from deployments.engine_client import AFFINITY_KEY, JUDGE_TOKENS, JUDGE_VERSIONS, Completion, JudgeCallError
 from deployments.judge import Judge
 from policies.debias import combine_results
 from policies.duplicates import expand_result, group_duplicates
@@ -191,6 +191,10 @@ class JudgingService:
 
     async def _timed(self, stats: RequestStats, judge: str, call: Callable[[], Awaitable[T]]) -> T:
         timing = CallTiming()
+        # The judge notes its answers' tokens here (deployments.judge.Judge.ask): a fresh tally per call, so that
+        # this call's role is known, and every answer that came back is counted, even of a call that failed later.
+        tokens: Tally[str] = Tally()
+        tally = JUDGE_TOKENS.set(tokens)
         try:
             result = await self.lanes[judge].call(call, timing, stats.tenant)
         except JudgeSilent:
@@ -200,8 +204,11 @@ class JudgingService:
             stats.calls[(judge, "error")] += 1
             raise
         finally:
+            JUDGE_TOKENS.reset(tally)
             stats.latencies.append((judge, timing.sent_s))
             stats.call_queued_s += timing.queued_s
+            for kind, count in tokens.items():
+                stats.tokens[(judge, kind)] += count
         failures = _failures(result)
         if failures:
             stats.parse_failures[judge] += failures
@@ -436,9 +443,7 @@ class JudgingService:
                     f"reference answer with the default rule (anchored rewards), or leave it out",
                 )
             if not body.reference.strip():
-                raise reject(
-                    422, "reference is empty or whitespace; give the reference answer's text", param="reference"
-                )
+                raise reject(422, "reference is empty or whitespace; give the reference answer's text")
             rule = "anchored"
         if self.cohort_owner is not None:
             return await self._forward_reward(body, rule, stats.tenant)
@@ -654,7 +659,7 @@ class JudgingService:
         model = getattr(self.config, role).served_model
         async with self._admitted(stats):
             try:
-                return await self._timed(stats, role, lambda: judge.client.chat(request))
+                return await self._timed(stats, role, lambda: judge.ask(request))
             except JudgeSilent as exc:
                 raise self._come_back(stats, 503, f"the {role} judge ({model}) did not answer: {exc}") from None
             except JudgeCallError as exc:

@@ -52,6 +52,11 @@ class RouterMetrics:
             description="Answers that rest on less than was asked (failed calls, a judge down).",
             tag_keys=("route",),
         )
+        self.judge_tokens = Counter(
+            "genrm_judge_tokens",
+            description="Tokens of the judges' answers (their usage) by judge, kind (prompt, completion) and tenant.",
+            tag_keys=("judge", "kind", "tenant"),
+        )
         self.requests = Counter(
             "genrm_requests",
             description="Requests by route, HTTP status and tenant.",
@@ -101,6 +106,7 @@ class RequestStats:
     route: str
     tenant: str = DEFAULT_TENANT  # who asked (router.tenants; the token names it)
     calls: Tally[tuple[str, str]] = field(default_factory=Tally)  # (judge, outcome) -> count
+    tokens: Tally[tuple[str, str]] = field(default_factory=Tally)  # (judge, "prompt" | "completion") -> tokens
     latencies: list[tuple[str, float]] = field(default_factory=list)  # (judge, seconds) per call, once sent
     call_queued_s: float = 0.0  # summed over calls: time spent waiting for a free judge slot in the router
     parse_failures: Tally[str] = field(default_factory=Tally)
@@ -117,6 +123,8 @@ def record(metrics: RouterMetrics, stats: RequestStats) -> None:
     # Ray counters reject increments of 0, so every count below is skipped unless positive.
     for (judge, outcome), count in (+stats.calls).items():
         metrics.judge_calls.inc(count, tags={"judge": judge, "outcome": outcome, "tenant": stats.tenant})
+    for (judge, kind), count in (+stats.tokens).items():
+        metrics.judge_tokens.inc(count, tags={"judge": judge, "kind": kind, "tenant": stats.tenant})
     for judge, seconds in stats.latencies:
         metrics.judge_latency.observe(seconds, tags={"judge": judge})
     for judge, count in (+stats.parse_failures).items():

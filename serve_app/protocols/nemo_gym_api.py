@@ -17,7 +17,9 @@ class ResponseObject(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     output: list[dict[str, Any]] = Field(
-        default_factory=list, description="output items: 'message' items' output_text is judged, 'reasoning' dropped"
+        default_factory=list,
+        description="output items: 'message' items' output_text is judged; 'reasoning' items are never judged, their "
+        "summaries' length counts in NeMo-Gym's length terms when configured",
     )
 
 

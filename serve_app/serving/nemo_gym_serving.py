@@ -8,8 +8,10 @@
   other in a cohort keyed by the task index (or ``prompt_id``) and a hash of the input and principle, of
   ``router.trainers.nemo_gym.num_rollouts_per_prompt`` rollouts; without either key, by the input and principle.
 
-Only a response object's final output text (its ``message`` items' ``output_text``) is judged: reasoning items are
-dropped, and an object with no output text is judged as :data:`~serve_app.chat_text.EMPTY_RESPONSE`.
+Only a response object's final output text (its ``message`` items' ``output_text``) is judged, and an object with
+no output text is judged as :data:`~serve_app.chat_text.EMPTY_RESPONSE`. Reasoning items are never judged; NeMo-Gym's
+length terms measure their summaries (:func:`rollout_texts`), on ``/compare`` only: ``/verify`` refuses (501) while
+any length or style term is set, since the core's per-sample path carries no reasoning to the cohort's rule.
 
 Reward rule (``router.trainers.nemo_gym.reward_rule``):
 
@@ -28,7 +30,7 @@ import json
 from typing import Any
 
 from deployments.chat import ChatMessage
-from policies.nemo_gym import aggregate, pairs_from_comparisons
+from policies.nemo_gym import RolloutTexts, aggregate, pairs_from_comparisons
 from serve_app.chat_text import EMPTY_RESPONSE
 from serve_app.config import NemoGymSettings
 from serve_app.core.cohorts import prompt_fingerprint
@@ -48,9 +50,9 @@ from serve_app.protocols.nemo_gym_api import (
 from serve_app.serving.trainer_inputs import conversation, core_body
 
 
-def output_text(obj: ResponseObject) -> str:
-    """The final answer: the ``output_text`` parts of the ``message`` items, joined; :data:`EMPTY_RESPONSE` when
-    there is none (a rollout that only reasoned, or was cut off)."""
+def _answer(obj: ResponseObject) -> str:
+    """The ``output_text`` parts of the ``message`` items, joined (a message whose content is one string counts
+    whole); empty when there are none."""
     text = ""
     for item in obj.output:
         if item.get("type") != "message":
@@ -64,7 +66,28 @@ def output_text(obj: ResponseObject) -> str:
                 for part in content
                 if isinstance(part, dict) and part.get("type") == "output_text" and isinstance(part.get("text"), str)
             )
+    return text
+
+
+def output_text(obj: ResponseObject) -> str:
+    """The final answer as judged: :func:`_answer`, or :data:`EMPTY_RESPONSE` when it is blank (a rollout that
+    only reasoned, or was cut off)."""
+    text = _answer(obj)
     return text if text.strip() else EMPTY_RESPONSE
+
+
+def rollout_texts(obj: ResponseObject) -> RolloutTexts:
+    """What NeMo-Gym's length and style terms read, as NeMo-Gym reads it: the ``text`` of every part of the
+    ``summary`` of every ``reasoning`` item, joined (an item's ``content`` is not read), and the answer
+    (:func:`_answer`: empty, not the stand-in, when there is none)."""
+    reasoning = "".join(
+        part["text"]
+        for item in obj.output
+        if item.get("type") == "reasoning" and isinstance(item.get("summary"), list)
+        for part in item["summary"]
+        if isinstance(part, dict) and isinstance(part.get("text"), str)
+    )
+    return RolloutTexts(reasoning=reasoning, answer=_answer(obj))
 
 
 def _principle(value: str | None) -> str | None:
@@ -143,7 +166,8 @@ class NemoGymServing:
         fields: dict[str, Any] = {"conversation": conv, "candidates": texts, "principle_for_pairwise": principle}
         if settings.reward_rule == "nemo_gym":
             selected = await self.service.select(core_body(RankRequest, "request", **fields, **NEMO_GYM_DESIGN), stats)
-            result, pairs = nemo_gym_rewards(selected, len(texts), settings)
+            rollouts = [rollout_texts(o) for o in body.response_objs]
+            result, pairs = nemo_gym_rewards(selected, len(texts), settings, rollouts)
             rewards = result.rewards
         else:
             selected = await self.service.select(core_body(RankRequest, "request", **fields), stats)
@@ -163,6 +187,13 @@ class NemoGymServing:
 
     async def verify(self, body: VerifyRequest, stats: RequestStats) -> str:
         """The row as sent plus its reward, as JSON text."""
+        if self.settings.shaping_active:
+            raise Refusal(
+                501,
+                "router.trainers.nemo_gym sets NeMo-Gym's length or style terms, which /verify cannot apply yet: the "
+                "per-sample path does not bring each rollout's reasoning to its cohort's rule. Send whole groups to "
+                "/compare, or set reasoning_bonus, answer_bonus and the group_*_coeff keys to 0",
+            )
         params = body.responses_create_params
         items = [{"role": "user", "content": params.input}] if isinstance(params.input, str) else params.input
         conv: list[ChatMessage] = conversation(items, "responses_create_params.input", instructions=params.instructions)

@@ -96,7 +96,7 @@ def test_every_group_has_its_own_conversation() -> None:
 
 def _outcome(variant: str, hit: float, finished: float, wall_s: float) -> fb.Outcome:
     counts = {"r": fb.ReplicaCounts(hit=hit, computed=100 - hit, finished=finished)}
-    return fb.Outcome(variant, counts, {}, wall_s, [1.0], 1.0, [200], 0, 0, 0.0)
+    return fb.Outcome(variant, counts, {}, wall_s, [1.0], 1.0, [200], 0, 0, 0.0, engine_cpu_s=finished * wall_s)
 
 
 def test_targets_say_met_or_by_how_much_they_were_missed() -> None:
@@ -107,7 +107,7 @@ def test_targets_say_met_or_by_how_much_they_were_missed() -> None:
             "affinity": _outcome("affinity", 88, 10, 1),
         }
     )
-    assert [line.endswith("**met**.") for line in met] == [True, True, True]
+    assert ["**met**" in line for line in met] == [True, True, True]
     missed = fb.targets(
         {
             "single": _outcome("single", 90, 10, 1),

@@ -50,3 +50,12 @@ def test_an_unjudged_rollout_is_masked_against_the_reference_too() -> None:
     (group,) = rewards([["7, quality 1", "7, quality 9", "7, quality 6"]], client=broken)
     assert [a["valid"] for a in group] == [True, False, True]
     assert group[1]["reward"] == pytest.approx((group[0]["reward"] + group[2]["reward"]) / 2)
+
+
+def test_an_empty_reference_is_refused_with_the_reason() -> None:
+    async def go(http: httpx.AsyncClient) -> httpx.Response:
+        body = {"conversation": CONVERSATION, "response": "7", "reference": " ", "group_size": 1}
+        return await http.post("/v1/reward", json=body)
+
+    r = run_app(go)
+    assert r.status_code == 422 and "reference is empty" in r.text

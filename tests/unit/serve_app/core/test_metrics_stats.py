@@ -65,6 +65,7 @@ def test_the_real_metrics_take_every_record_including_judge_health() -> None:
     stats = RequestStats("rank", tenant="job-a")
     stats.calls[("pairwise", "ok")] += 4
     stats.latencies.append(("pairwise", 0.3))
+    stats.tokens.update({("pairwise", "prompt"): 1200, ("pairwise", "completion"): 36, ("principle", "prompt"): 0})
     stats.status, stats.latency_s = "200", 0.5
     stats.health = JudgeHealth(
         pairwise_calls=4,

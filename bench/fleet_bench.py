@@ -49,10 +49,10 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.fleet_sim import _cpu
 from bench.prefix_cache import CANDIDATES, long_conversation
 from bench.ray_metrics import metrics_text
 from bench.rl_burst import _percentile, burst_config
+from deployments.hosting import cpu_model
 from serve_app.local_service import ROOT
 
 RESULTS = Path(__file__).parent / "results"
@@ -483,7 +483,7 @@ def report(args: argparse.Namespace, outcomes: Sequence[Outcome], burst: Shape, 
         f"`python -m bench.fleet_bench --groups {args.groups} --rollouts {args.rollouts} --turns {args.turns} "
         f"--strategy {args.strategy} --kv-mib {args.kv_mib} --single-kv-mib {args.single_kv_mib}` on `{config}`.",
         "",
-        f"Machine: {_cpu()}, {os.cpu_count()} cores, **shared with other work running at the same time**: the "
+        f"Machine: {cpu_model()}, {os.cpu_count()} cores, **shared with other work running at the same time**: the "
         "variants ran one after another in one run (in the order of the table) and are compared with each other, "
         "not with other runs. SmolLM2-135M-Instruct on vLLM's CPU build, block size 128.",
         "",

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from deployments.engine_client import AFFINITY_KEY, Completion
+from deployments.hosting import cpu_model
 from deployments.pairwise.judge import PairwiseJudge, PairwiseSettings
 from serve_app.config import AppConfig
 from serve_app.core.judge_pool import Judges
@@ -318,7 +319,7 @@ def report(outcomes: Sequence[Outcome]) -> str:
         "module docstring. One step of NVIDIA's RLHF shape, 128 prompts × 16 rollouts, submitted at once as one "
         "`/v1/rank_batch`; the router's CPU charged per call as measured in the same run.",
         "",
-        f"Machine (router CPU): {_cpu()}.",
+        f"Machine (router CPU): {cpu_model()}.",
         "",
         "| design | replicas | routing | calls | makespan (min) | slowest call (min, share) | calls/s | vs N × one |"
         " router CPU/call (ms) | router busy | replica busy | mean batch | truncated |",
@@ -333,16 +334,6 @@ def report(outcomes: Sequence[Outcome]) -> str:
             f"{o.mean_batch:.0f} | {o.truncated:.0%} |"
         )
     return "\n".join(lines) + "\n"
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from bench.ray_metrics import counter_total, metrics_text
+from deployments.hosting import cpu_model
 from policies.health import JudgeHealth, events
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,18 +62,11 @@ def rmbench_groups(path: Path, n: int) -> list[dict[str, Any]]:
     ]
 
 
-def _cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
-
-
 def report(rows: list[tuple[str, float | None, float, float]], rhos: list[float], groups: int, seconds: float) -> str:
     lines = [
         "# Judge health on a real run",
         "",
-        f"`python -m bench.judge_health --groups {groups}` on {_cpu_model()} (2 cores), the CPU default (SmolLM2-135M "
+        f"`python -m bench.judge_health --groups {groups}` on {cpu_model()} (2 cores), the CPU default (SmolLM2-135M "
         f"in both roles): {groups} RM-Bench chat groups of 6 responses (3 chosen, 3 rejected) ranked with "
         f"`/v1/rank`, round robin in both orders, in {seconds:.0f} s. The shares are read from the service's "
         "`genrm_judge_health_events_total` counters on Ray's metrics page, not from the answers.",

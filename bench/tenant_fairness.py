@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from bench import fleet_sim as sim
+from deployments.hosting import cpu_model
 from deployments.pairwise.judge import PairwiseJudge, PairwiseSettings
 from serve_app.config import AppConfig
 from serve_app.core.judge_pool import Judges
@@ -525,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
             case = measure(path, lane, args.light_requests, one_queue=lane == sim.MAX_NUM_SEQS)
             print(json.dumps(summary([case])[0]), flush=True)
             cases.append(case)
-    args.out.write_text(report(cases, sim._cpu(), args.light_requests, time.perf_counter() - started))
+    args.out.write_text(report(cases, cpu_model(), args.light_requests, time.perf_counter() - started))
     args.out.with_suffix(".json").write_text(json.dumps(summary(cases), indent=1) + "\n")
     print(f"wrote {args.out}")
     return 0

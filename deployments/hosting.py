@@ -26,6 +26,18 @@ def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
     return frozenset()
 
 
+def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """This machine's CPU model name, for benchmark results ("unknown" where /proc/cpuinfo is not readable)."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
 def native_bf16(flags: frozenset[str]) -> bool:
     """Whether the CPU computes bf16 matrix products natively (AVX512-BF16 or AMX): only then is bf16 the fast
     engine dtype; on AVX2-only CPUs bf16 is emulated and prompt processing runs several times slower than fp32."""

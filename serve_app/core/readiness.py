@@ -51,6 +51,9 @@ class Readiness:
         self.lanes = lanes
         self.liveness = liveness
         self.state = {role: JudgeReadiness(ready=False) for role in self.judges}
+        if liveness is not None:
+            for lane in lanes.values():
+                lane.recheck = self.check
         self._warmed: set[str] = set()
         self._checked = -float("inf")
         self._started = time.monotonic()

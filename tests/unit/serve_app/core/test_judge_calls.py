@@ -257,3 +257,30 @@ def test_calls_of_a_judge_gone_down_fail_at_once_and_work_again_when_it_is_back(
 
     waited, refused_before_reaching, answer = run(main())
     assert waited < 1 and refused_before_reaching and answer == 7
+
+
+def test_a_lane_marked_down_looks_again_before_refusing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two router replicas see a judge come back at different moments: a replica whose last look said "down" asks
+    again before refusing a call, so a judge that is back is called, not refused until its next periodic look."""
+    monkeypatch.setattr(readiness_module, "RETRY_S", 0.01)
+    monkeypatch.setattr(readiness_module, "LIVENESS_TTL_S", 0.0)
+    reasons: dict[str, str | None] = {"principle": None, "pairwise": "no running replica"}
+
+    async def probe() -> dict[str, str | None]:
+        return dict(reasons)
+
+    async def main() -> int:
+        judges = {"principle": FlakyJudge(0), "pairwise": FlakyJudge(0)}
+        ready = Readiness(judges, {role: JudgeLane(role, silence_s=5) for role in judges}, probe)
+        ready.start()
+        while not ready._warmed >= {"principle", "pairwise"}:
+            await asyncio.sleep(0.01)
+        await ready.check()
+        lane = ready.lanes["pairwise"]
+        assert lane.down is not None
+        with pytest.raises(JudgeDown):
+            await lane.call(lambda: SerialJudge(0.0).answer(1))
+        reasons["pairwise"] = None  # back, and this replica has not looked yet
+        return await lane.call(lambda: SerialJudge(0.0).answer(7))
+
+    assert run(main()) == 7

@@ -17,7 +17,9 @@ Rules (each refusal is a :class:`CohortRefused` with the HTTP status to answer):
   the same index with the same response is the same rollout sent again (a client retry) and gets that rollout's
   answer;
 * bounded: at most ``max_open_cohorts`` cohorts not yet answered and ``max_waiting_samples`` samples waiting in
-  them; beyond that → 503;
+  them; beyond that → 503. With several tenants each holds at most its weighted share of both (its weight over the
+  tenants' total, at least one cohort and one sample); beyond its share → 429, so a tenant that floods the table
+  is told to slow down and never fills the room the others' samples need;
 * a caller's cancellation (its client disconnected) never reaches the cohort: the judging runs in a task owned by
   the table, callers wait through :func:`asyncio.shield`;
 * a cohort never waits forever: its timer closes it.
@@ -38,7 +40,7 @@ import hashlib
 import itertools
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -71,8 +73,16 @@ class CohortSettings(BaseModel):
         description="with several router replicas: cohort owner shards, each a one-replica deployment holding the "
         "cohorts whose key hashes to it (losing one loses only its cohorts)",
     )
-    max_open_cohorts: int = Field(default=256, ge=1, description="cohorts collecting or being judged; more get 503")
-    max_waiting_samples: int = Field(default=4096, ge=1, description="samples waiting for their answer; more get 503")
+    max_open_cohorts: int = Field(
+        default=256,
+        ge=1,
+        description="cohorts collecting or being judged; more get 503 (a tenant beyond its weighted share: 429)",
+    )
+    max_waiting_samples: int = Field(
+        default=4096,
+        ge=1,
+        description="samples waiting for their answer; more get 503 (a tenant beyond its weighted share: 429)",
+    )
     strategy: Strategy | None = Field(
         default="swiss",
         description="pair design for cohorts (None: router.selection.strategy, as /v1/rank). Swiss with both orders "
@@ -123,6 +133,8 @@ class Sample:
     scope: str = ""
     #: the caller's name for this sample across retries (``idempotency_key``)
     idempotency_key: str | None = None
+    #: the tenant whose share of the table this sample and its cohort count against
+    tenant: str = ""
 
     @property
     def key(self) -> str:
@@ -147,6 +159,7 @@ class Cohort(Generic[R]):
     prompt: Any
     opened: float
     done: asyncio.Future[CohortOutcome[R]]
+    tenant: str = ""
     #: rollout index -> response; None for a sample that arrived but is not judged
     arrived: dict[int, str | None] = dataclasses.field(default_factory=dict)
     next_free: int = 0
@@ -203,10 +216,14 @@ class Cohorts(Generic[R]):
         settings: CohortSettings,
         judge: Callable[[Cohort[R]], Awaitable[R]],
         clock: Callable[[], float] = time.monotonic,
+        weights: Mapping[str, float] | None = None,
     ) -> None:
+        """``weights``: the tenants' weights (``router.tenants``); with two or more, each tenant's share of the
+        table is bounded (see the module docstring)."""
         self.settings = settings
         self._judge = judge
         self._clock = clock
+        self._weights = dict(weights or {}) if len(weights or {}) > 1 else {}
         self._open: dict[str, Cohort[R]] = {}  # key -> the cohort collecting samples
         # Explicit keys stay reserved while judged and for group_timeout_s after: late, overfull and repeated
         # samples of that group are answered, not taken as the start of another group.
@@ -221,6 +238,8 @@ class Cohorts(Generic[R]):
         self._ids = itertools.count(1)
         self.unanswered = 0  # cohorts collecting or being judged
         self.waiting = 0  # samples (to be judged) whose cohort has not answered yet
+        self.unanswered_by: collections.Counter[str] = collections.Counter()  # the same two, by tenant
+        self.waiting_by: collections.Counter[str] = collections.Counter()
 
     # ---- joining --------------------------------------------------------------------------------------------
 
@@ -293,6 +312,10 @@ class Cohorts(Generic[R]):
                 )
         elif sample.rollout_index is not None and sample.rollout_index >= size:
             raise _out_of_range(sample.rollout_index, size)
+        if judged:
+            self._check_share(sample.tenant, self.waiting_by, self.settings.max_waiting_samples, "samples waiting")
+        if cohort is None:
+            self._check_share(sample.tenant, self.unanswered_by, self.settings.max_open_cohorts, "cohorts open")
         if judged and self.waiting >= self.settings.max_waiting_samples:
             raise CohortRefused(
                 503,
@@ -312,9 +335,27 @@ class Cohorts(Generic[R]):
         cohort.arrived[index] = sample.response if judged else None
         if judged:
             self.waiting += 1
+            self.waiting_by[cohort.tenant] += 1
         if len(cohort.arrived) >= cohort.size:
             self._close(cohort, "full")
         return Ticket(cohort, index, now)
+
+    def share(self, tenant: str, limit: int) -> int | None:
+        """The most of ``limit`` that ``tenant`` may hold (None: one tenant, no share of its own). A tenant the
+        table has no weight for counts with weight 1."""
+        if not self._weights:
+            return None
+        return max(1, int(limit * self._weights.get(tenant, 1.0) / sum(self._weights.values())))
+
+    def _check_share(self, tenant: str, held: collections.Counter[str], limit: int, what: str) -> None:
+        share = self.share(tenant, limit)
+        if share is not None and held[tenant] >= share:
+            raise CohortRefused(
+                429,
+                f"tenant {tenant!r} has {held[tenant]} {what}, its weighted share of the {limit} this replica holds "
+                f"(router.cohorts and router.tenants[].weight); retry later",
+                retry_after=True,
+            )
 
     def _check_fits(self, cohort: Cohort[R], sample: Sample, size: int) -> None:
         if size != cohort.size:
@@ -362,12 +403,14 @@ class Cohorts(Generic[R]):
             prompt=sample.prompt,
             opened=now,
             done=loop.create_future(),
+            tenant=sample.tenant,
         )
         # Retrieved here, so an outcome nobody waits for any more (every caller left) logs no "never retrieved".
         cohort.done.add_done_callback(lambda f: f.cancelled() or f.exception())
         cohort.timer = loop.call_later(self.settings.group_timeout_s, self._close, cohort, "timeout")
         self._open[key] = cohort
         self.unanswered += 1
+        self.unanswered_by[cohort.tenant] += 1
         return cohort
 
     @staticmethod
@@ -420,6 +463,8 @@ class Cohorts(Generic[R]):
         finally:
             self.unanswered -= 1
             self.waiting -= len(judged)
+            self.unanswered_by[cohort.tenant] -= 1
+            self.waiting_by[cohort.tenant] -= len(judged)
             if cohort.explicit and failed:  # its samples sent again (after a 503) form a new cohort at once
                 if self._closed.get(cohort.key) is cohort:
                     del self._closed[cohort.key]

@@ -70,9 +70,10 @@ class JudgeLane:
         #: why the judge is down (None: it has a live replica, or nobody has looked yet)
         self.down: str | None = None
         self._went_down: asyncio.Future[None] | None = None  # resolved when the judge goes down; shared by calls
-        #: refreshes ``down`` (serve_app.core.readiness): a call is refused only on a fresh verdict, since a judge
-        #: that came back since the last look would otherwise be refused until the next one
-        self.recheck: Callable[[], Awaitable[None]] | None = None
+        #: refreshes ``down`` with a look that started no earlier than the given time (serve_app.core.readiness):
+        #: a call is refused only on a look newer than the call, since a judge that came back since the last look
+        #: (seen back by another router replica, say) would otherwise be refused until the next one
+        self.recheck: Callable[[float], Awaitable[None]] | None = None
 
     def set_down(self, reason: str | None) -> None:
         """Mark the judge down (``reason``) or up (None). Going down fails every call in flight."""
@@ -113,7 +114,7 @@ class JudgeLane:
         timing = timing if timing is not None else CallTiming()
         queued = time.monotonic()
         if self.down is not None and self.recheck is not None:
-            await self.recheck()
+            await self.recheck(queued)
         self._refuse_if_down()
         async with self._slot(tenant):
             self._refuse_if_down()

@@ -30,6 +30,8 @@ RETRY_S = 5.0
 LIVENESS_TTL_S = 2.0
 #: how often liveness is checked while judge calls are in flight or a judge is down
 WATCH_S = 5.0
+#: the least time between two looks
+MIN_LOOK_GAP_S = 0.1
 
 #: the reason each judge is down (None: it has a live replica), by role
 Liveness = Callable[[], Awaitable[Mapping[str, str | None]]]
@@ -55,7 +57,9 @@ class Readiness:
             for lane in lanes.values():
                 lane.recheck = self.check
         self._warmed: set[str] = set()
-        self._checked = -float("inf")
+        self._checked = -float("inf")  # when the last look that answered started
+        self._look_started = -float("inf")
+        self._look: asyncio.Future[None] | None = None  # the look in progress, shared by whoever needs it
         self._started = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -73,22 +77,37 @@ class Readiness:
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._warm(role)) for role in self.judges]
 
-    async def check(self) -> None:
-        """Refresh the warmed judges' liveness (at most every :data:`LIVENESS_TTL_S`); a probe that fails leaves
+    async def check(self, since: float | None = None) -> None:
+        """Refresh the warmed judges' liveness unless a look that started at or after ``since`` (default: within
+        :data:`LIVENESS_TTL_S`) has already answered. Concurrent callers share one look; a look that fails leaves
         the last answer in place, since it says nothing about the judges."""
-        now = time.monotonic()
-        if self.liveness is None or not self._warmed or now - self._checked < LIVENESS_TTL_S:
+        if self.liveness is None or not self._warmed:
             return
-        self._checked = now
+        since = time.monotonic() - LIVENESS_TTL_S if since is None else since
+        while self._checked < since:
+            if self._look is None:
+                self._look = asyncio.ensure_future(self._probe())
+            await asyncio.shield(self._look)
+
+    async def _probe(self) -> None:
+        assert self.liveness is not None
         try:
-            reasons = await self.liveness()
-        except Exception:
-            return
-        for role in self._warmed:
-            reason = reasons.get(role)
-            state = self.state[role]
-            state.ready, state.last_error = reason is None, reason
-            self.lanes[role].set_down(reason)
+            # Looks follow each other at most every MIN_LOOK_GAP_S: calls refused while a judge is down each
+            # want a look newer than themselves, and must not turn into a stream of controller round trips.
+            await asyncio.sleep(max(0.0, self._look_started + MIN_LOOK_GAP_S - time.monotonic()))
+            self._look_started = time.monotonic()
+            try:
+                reasons = await self.liveness()
+            except Exception:
+                return
+            for role in self._warmed:
+                reason = reasons.get(role)
+                state = self.state[role]
+                state.ready, state.last_error = reason is None, reason
+                self.lanes[role].set_down(reason)
+        finally:
+            self._checked = self._look_started
+            self._look = None
 
     async def _watch(self) -> None:
         """Check liveness while it matters: calls in flight (which a lost judge would hold) or a judge down."""

@@ -93,6 +93,11 @@ def _failures(result: Any) -> int:
     return 0
 
 
+def _failure_reasons(result: Any) -> str:
+    results = result if isinstance(result, list) else [result]
+    return "; ".join(str(r.failure) for r in results if isinstance(r, PairwiseResult | PrincipleResult) and not r.ok)
+
+
 @dataclasses.dataclass(frozen=True)
 class CohortPrompt:
     """What a cohort's judging needs besides the responses: taken from its first sample, with its reward rule."""
@@ -167,7 +172,7 @@ class JudgingService:
         self.cohort_owner = cohort_owner
         self.cohorts: Cohorts[Selected] | None = None
         if self.limits.cohorts.enabled and cohort_owner is None:
-            self.cohorts = Cohorts(self.limits.cohorts, self._judge_cohort)
+            self.cohorts = Cohorts(self.limits.cohorts, self._judge_cohort, weights=weights)
 
     @classmethod
     def from_deployment(
@@ -197,11 +202,13 @@ class JudgingService:
         tally = JUDGE_TOKENS.set(tokens)
         try:
             result = await self.lanes[judge].call(call, timing, stats.tenant)
-        except JudgeSilent:
+        except JudgeSilent as exc:
             stats.calls[(judge, "timeout")] += 1
+            logger.warning("a %s judge call timed out: %s", judge, exc)
             raise
-        except Exception:
+        except Exception as exc:
             stats.calls[(judge, "error")] += 1
+            logger.warning("a %s judge call failed: %s: %s", judge, type(exc).__name__, exc)
             raise
         finally:
             JUDGE_TOKENS.reset(tally)
@@ -212,6 +219,7 @@ class JudgingService:
         failures = _failures(result)
         if failures:
             stats.parse_failures[judge] += failures
+            logger.info("a %s judge answer was unreadable: %s", judge, _failure_reasons(result))
         stats.calls[(judge, "parse_failure" if failures else "ok")] += 1
         return result
 
@@ -524,6 +532,7 @@ class JudgingService:
             group_size=size,
             rollout_index=body.rollout_index,
             idempotency_key=body.idempotency_key,
+            tenant=tenant,
         )
 
     async def _check_sample(self, body: RewardRequest) -> None:

@@ -24,8 +24,9 @@ router = APIRouter()
     description="Waits until the rollout's group is complete (group_size samples) or router.cohorts.group_timeout_s "
     "has passed since its first sample, then the group is judged once and every caller gets its own reward and rank. "
     "409: a rollout_index already taken by another response, or a sample after its group stopped waiting; 422: more "
-    "samples than group_size, or a sample /v1/rank would refuse; 503 with Retry-After: too many open cohorts or "
-    "waiting samples.",
+    "samples than group_size, or a sample /v1/rank would refuse; 429 with Retry-After: the tenant holds its weighted "
+    "share of the open cohorts or waiting samples (with several router.tenants); 503 with Retry-After: too many open "
+    "cohorts or waiting samples.",
 )
 async def reward(
     body: RewardRequest,

@@ -230,6 +230,46 @@ def test_limits_give_503_with_retry_after() -> None:
     run(main())
 
 
+def test_each_tenant_holds_only_its_weighted_share_of_the_table() -> None:
+    """The tenant gap the tenant benchmark found: a heavy tenant filled max_open_cohorts and both tenants got 503.
+    With shares, the heavy tenant is told 429 at its share (weight 3 of 4: 6 of 8 cohorts, 12 of 16 samples), the
+    light one still opens its cohorts, and a share frees up when the tenant's cohorts are answered."""
+
+    async def main() -> None:
+        judge = Judge(delay_s=0.05)
+        cohorts = Cohorts(
+            CohortSettings(group_size=2, group_timeout_s=5.0, max_open_cohorts=8, max_waiting_samples=16),
+            judge,
+            weights={"heavy": 3.0, "light": 1.0},
+        )
+
+        def of(tenant: str, group: str, response: str = "r") -> Sample:
+            return sample(response, group_id=group, size=2, scope=tenant, tenant=tenant)
+
+        for k in range(6):
+            cohorts.join(of("heavy", f"h{k}"))
+        with pytest.raises(CohortRefused) as refused:
+            cohorts.join(of("heavy", "h6"))
+        assert refused.value.status == 429 and refused.value.retry_after and "'heavy'" in refused.value.message
+        light = [cohorts.join(of("light", f"l{k}")) for k in range(2)]  # room the heavy tenant could not take
+        with pytest.raises(CohortRefused) as refused:
+            cohorts.join(of("light", "l2"))
+        assert refused.value.status == 429 and cohorts.unanswered == 8
+        closing = [cohorts.join(of("heavy", f"h{k}", "s")) for k in range(6)]  # 12 samples: the heavy share
+        await asyncio.gather(*(t.outcome() for t in closing))
+        assert cohorts.unanswered_by["heavy"] == 0 and cohorts.waiting_by["heavy"] == 0
+        cohorts.join(of("heavy", "h7"))  # its share is free again
+        assert cohorts.share("heavy", 8) == 6 and cohorts.share("light", 8) == 2 and light
+        await cohorts.aclose()
+
+    run(main())
+
+
+def test_one_tenant_has_the_whole_table() -> None:
+    cohorts: Cohorts[list[str]] = Cohorts(CohortSettings(), Judge(), weights={"only": 1.0})
+    assert cohorts.share("only", 256) is None
+
+
 def test_a_sample_refused_on_its_own_still_arrives() -> None:
     """A caller refused for its own sample (blank, too long) counts as arrived, so the others need not wait for the
     timeout; it is not judged."""

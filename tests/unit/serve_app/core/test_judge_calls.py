@@ -4,6 +4,7 @@ and readiness after warm-up calls."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import pytest
@@ -284,3 +285,62 @@ def test_a_lane_marked_down_looks_again_before_refusing(monkeypatch: pytest.Monk
         return await lane.call(lambda: SerialJudge(0.0).answer(7))
 
     assert run(main()) == 7
+
+
+def test_calls_right_after_a_judge_came_back_are_not_refused_on_an_older_look(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race the multi-node test met: this replica looked a moment ago (judge down); the judge came back, another
+    replica said so, and a request's calls arrive together. Each call is decided on a look newer than itself, the
+    calls arriving together share it, and none is refused."""
+    monkeypatch.setattr(readiness_module, "RETRY_S", 0.01)
+    reasons: dict[str, str | None] = {"principle": None, "pairwise": "no running replica"}
+    looks = []
+
+    async def probe() -> dict[str, str | None]:
+        looks.append(time.monotonic())
+        await asyncio.sleep(0.02)  # a controller round trip
+        return dict(reasons)
+
+    async def main() -> list[int]:
+        judges = {"principle": FlakyJudge(0), "pairwise": FlakyJudge(0)}
+        ready = Readiness(judges, {role: JudgeLane(role, silence_s=5) for role in judges}, probe)
+        ready.start()
+        while not ready._warmed >= {"principle", "pairwise"}:
+            await asyncio.sleep(0.01)
+        await ready.check()
+        lane = ready.lanes["pairwise"]
+        assert lane.down is not None
+        reasons["pairwise"] = None  # back, well within LIVENESS_TTL_S of this replica's last look
+        looks.clear()
+        return list(await asyncio.gather(*(lane.call(lambda k=k: SerialJudge(0.0).answer(k)) for k in range(5))))
+
+    assert run(main()) == [0, 1, 2, 3, 4]
+    assert len(looks) == 1  # one look for the five calls
+
+
+def test_calls_of_a_judge_that_stays_down_share_looks_spaced_apart() -> None:
+    """While a judge is down, every call waits for a look newer than itself, but looks are spaced
+    (MIN_LOOK_GAP_S): a stream of refused calls is not a stream of controller round trips."""
+    looks = []
+
+    async def probe() -> dict[str, str | None]:
+        looks.append(time.monotonic())
+        return {"principle": None, "pairwise": "no running replica"}
+
+    async def main() -> int:
+        judges = {"principle": FlakyJudge(0), "pairwise": FlakyJudge(0)}
+        ready = Readiness(judges, {role: JudgeLane(role, silence_s=5) for role in judges}, probe)
+        ready._warmed.update(judges)
+        lane = ready.lanes["pairwise"]
+        lane.set_down("no running replica")
+        looks.clear()
+        refused = 0
+        started = time.monotonic()
+        while time.monotonic() - started < 0.5:
+            calls = [lane.call(lambda: SerialJudge(0.0).answer(1)) for _ in range(10)]
+            refused += sum(isinstance(r, JudgeDown) for r in await asyncio.gather(*calls, return_exceptions=True))
+        return refused
+
+    refused = run(main())
+    assert refused >= 10 and refused % 10 == 0
+    gaps = [b - a for a, b in itertools.pairwise(looks)]
+    assert len(looks) <= 7 and all(gap >= readiness_module.MIN_LOOK_GAP_S * 0.9 for gap in gaps), gaps

@@ -152,6 +152,29 @@ def test_a_tenant_over_its_limits_gets_429_while_another_is_let_in(tokens: dict[
     assert "'heavy'" in second.json()["detail"] and "1 running + 0 queued" in second.json()["detail"]
 
 
+def test_a_tenant_filling_its_share_of_the_cohort_table_gets_429_while_another_joins(tokens: dict[str, str]) -> None:
+    """/v1/reward: the heavy tenant (weight 1 of 3) holds at most 1 of 3 open cohorts; its next group is told 429
+    with Retry-After, and the light tenant's groups still open: before shares, both got 503 from a full table."""
+    router = {"tenants": TENANTS, "retry_after_s": 3, "cohorts": {"group_size": 2, "max_open_cohorts": 3}}
+
+    async def go(post: Any) -> list[httpx.Response]:
+        def body(group: str, q: int) -> dict[str, Any]:
+            return {"conversation": CONVERSATION, "response": f"7, quality {q}", "group_id": group}
+
+        waiting = [asyncio.ensure_future(post(tokens["heavy"], "/v1/reward", body("h1", 1)))]
+        waiting += [asyncio.ensure_future(post(tokens["light"], "/v1/reward", body(g, 1))) for g in ("l1", "l2")]
+        await asyncio.sleep(0.1)
+        refused = await post(tokens["heavy"], "/v1/reward", body("h2", 1))
+        closing = [post(tokens[t], "/v1/reward", body(g, 2)) for t, g in (("heavy", "h1"), ("light", "l1"))]
+        closing.append(post(tokens["light"], "/v1/reward", body("l2", 2)))
+        return [refused, *await asyncio.gather(*waiting, *closing)]
+
+    refused, *answered = run(router, go)
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "3", refused.text
+    assert "'heavy'" in refused.json()["detail"] and "share" in refused.json()["detail"]
+    assert all(a.status_code == 200 for a in answered), [a.text for a in answered]
+
+
 def test_the_client_waits_out_a_429_with_retry_after() -> None:
     response = httpx.Response(429, headers={"Retry-After": "2"}, json={"detail": "tenant at its limits"})
     waited = _outcome("POST", "/v1/rank", response)

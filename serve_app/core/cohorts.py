@@ -135,6 +135,9 @@ class Sample:
     idempotency_key: str | None = None
     #: the tenant whose share of the table this sample and its cohort count against
     tenant: str = ""
+    #: what the cohort's reward rule reads of this rollout besides the judged response (NeMo-Gym's reasoning and
+    #: answer texts for its length terms); opaque here, handed back in judged order (``CohortOutcome.rollouts``)
+    rollout: Any = None
 
     @property
     def key(self) -> str:
@@ -162,6 +165,8 @@ class Cohort(Generic[R]):
     tenant: str = ""
     #: rollout index -> response; None for a sample that arrived but is not judged
     arrived: dict[int, str | None] = dataclasses.field(default_factory=dict)
+    #: rollout index -> the judged sample's ``Sample.rollout`` (its first arrival's, for a retry)
+    rollouts: dict[int, Any] = dataclasses.field(default_factory=dict)
     next_free: int = 0
     closed_by: ClosedBy | None = None
     closed: float | None = None
@@ -185,6 +190,8 @@ class CohortOutcome(Generic[R]):
     waited_s: float  # first arrival to close
     judging_s: float
     result: R | None  # None only when no sample of the cohort was judgeable (then no caller waits for it)
+    #: each judged sample's ``Sample.rollout``, in the order of ``indices``
+    rollouts: list[Any] = dataclasses.field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -334,6 +341,7 @@ class Cohorts(Generic[R]):
         index = sample.rollout_index if sample.rollout_index is not None else self._free_index(cohort)
         cohort.arrived[index] = sample.response if judged else None
         if judged:
+            cohort.rollouts[index] = sample.rollout
             self.waiting += 1
             self.waiting_by[cohort.tenant] += 1
         if len(cohort.arrived) >= cohort.size:
@@ -458,6 +466,7 @@ class Cohorts(Generic[R]):
                     waited_s=cohort.closed - cohort.opened,
                     judging_s=self._clock() - cohort.closed,
                     result=result,
+                    rollouts=[cohort.rollouts.get(i) for i, _ in judged],
                 )
             )
         finally:

@@ -8,14 +8,15 @@ named by the caller; cohorts of different rules never mix (the rule is part of t
   its reward is its mean margin over the reference, in [-2.5, 2.5], comparable between groups and steps;
 * ``nemo_gym``: NVIDIA's RLHF rule as NeMo-Gym's ``genrm_compare`` computes it — circular pairs, one order each,
   the pairwise judge alone, then the mean helpfulness with the ranking tie-break (:mod:`policies.nemo_gym`), and
-  NeMo-Gym's length and style terms when ``router.trainers.nemo_gym`` sets any (they need each response's texts,
-  which only ``/compare`` brings to the rule so far: the per-sample path carries no reasoning).
+  NeMo-Gym's length and style terms when ``router.trainers.nemo_gym`` sets any. Those read each response's texts
+  (:class:`~policies.nemo_gym.RolloutTexts`): ``/compare`` hands them over with the group, and on the per-sample
+  path each sample brings its own (``Sample.rollout``), which the cohort hands back in judged order.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from policies.nemo_gym import JudgedPair, NemoGymAggregate, RolloutTexts, aggregate, pairs_from_comparisons, shape
@@ -30,14 +31,16 @@ NEMO_GYM_DESIGN: Mapping[str, Any] = {"strategy": "circular", "swap": False, "us
 
 @dataclasses.dataclass(frozen=True)
 class RewardRule:
-    """A cohort's design (fields of a rank request) and its reading: ``rewards(selected, n)`` per judged response,
-    or None for the ensemble score of each."""
+    """A cohort's design (fields of a rank request) and its reading: ``rewards(selected, n, rollouts)`` per judged
+    response (``rollouts``: each judged sample's texts, in judged order), or None for the ensemble score of each."""
 
     name: str
     design: Mapping[str, Any]
-    rewards: Callable[[Selected, int], list[float]] | None = None
+    rewards: Callable[[Selected, int, Sequence[RolloutTexts | None]], list[float]] | None = None
     #: the cohort is judged against the request's reference answer, judged as candidate 0 (``anchored``)
     anchored: bool = False
+    #: ``rewards`` reads every sample's texts: a sample must bring them (``JudgingService.reward``'s ``rollout``)
+    reads_rollouts: bool = False
 
 
 def nemo_gym_rewards(
@@ -48,11 +51,11 @@ def nemo_gym_rewards(
     terms (when configured) read each copy's own texts.
 
     ``rollouts`` holds one entry per judged response, in judged order, so the group terms are relative to exactly
-    the responses whose rewards come out. In a cohort (once the per-sample path brings the texts) that means: at
-    its timeout, the rollouts that arrived (NeMo-Gym itself fails such a cohort); a rollout to be masked (too few
-    usable verdicts) stays in, as in NeMo-Gym, where a call without a verdict counts with the defaults — its reward
-    from those defaults sets the top scorers' bar and its lengths enter the weights — and only its own answered
-    reward is then the cohort's mean valid reward."""
+    the responses whose rewards come out. In a cohort that means: at its timeout, the rollouts that arrived and
+    were judged (NeMo-Gym itself fails such a cohort); a rollout to be masked (too few usable verdicts) stays in, as
+    in NeMo-Gym, where a call without a verdict counts with the defaults — its reward from those defaults sets the
+    top scorers' bar and its lengths enter the weights — and only its own answered reward is then the cohort's mean
+    valid reward (:func:`~serve_app.core.answers.group_rewards`)."""
     pairs = pairs_from_comparisons(
         selected.result.comparisons, default_score=settings.default_score, default_ranking=settings.default_ranking
     )
@@ -74,6 +77,21 @@ def reward_rules(limits: RouterConfig) -> dict[str, RewardRule]:
         "ensemble": RewardRule("ensemble", {"strategy": limits.cohorts.strategy}),
         "anchored": RewardRule("anchored", ANCHORED_DESIGN, anchored=True),
         "nemo_gym": RewardRule(
-            "nemo_gym", NEMO_GYM_DESIGN, lambda selected, n: nemo_gym_rewards(selected, n, settings)[0].rewards
+            "nemo_gym",
+            NEMO_GYM_DESIGN,
+            lambda selected, n, rollouts: (
+                nemo_gym_rewards(selected, n, settings, _texts(rollouts, settings))[0].rewards
+            ),
+            reads_rollouts=settings.shaping_active,
         ),
     }
+
+
+def _texts(rollouts: Sequence[RolloutTexts | None], settings: NemoGymSettings) -> list[RolloutTexts] | None:
+    """The cohort's texts for :func:`nemo_gym_rewards`: None when no term reads them."""
+    if not settings.shaping_active:
+        return None
+    texts = [r for r in rollouts if r is not None]
+    if len(texts) != len(rollouts):  # JudgingService.reward refuses such a sample: a caller's bug
+        raise ValueError("a sample of a cohort whose rule reads the rollouts' texts brought none")
+    return texts

@@ -33,6 +33,7 @@ from deployments.judge import Judge
 from policies.debias import combine_results
 from policies.duplicates import expand_result, group_duplicates
 from policies.health import judge_health
+from policies.nemo_gym import RolloutTexts
 from policies.selection import select_best
 from policies.verdicts import PairwiseResult, PrincipleResult, mean_reward
 from serve_app.config import DEFAULT_TENANT, JUDGE_ROLES, AppConfig, RouterConfig
@@ -79,8 +80,9 @@ logger = logging.getLogger("genrm_ensemble.router")
 
 T = TypeVar("T")
 
-#: the keys of a forwarded /v1/reward payload that name its reward rule and its tenant
-_FORWARDED_RULE, _FORWARDED_TENANT = "_reward_rule", "_tenant"
+#: the keys of a forwarded /v1/reward payload that name its reward rule and its tenant, and hold the rollout's
+#: texts for a rule that reads them (not request fields: only a trainer surface brings them)
+_FORWARDED_RULE, _FORWARDED_TENANT, _FORWARDED_ROLLOUT = "_reward_rule", "_tenant", "_rollout"
 #: engine refusals that mean the request itself was wrong (too long, a bad parameter): the caller's to fix
 _REQUEST_REFUSED = frozenset({400, 413, 422})
 
@@ -439,10 +441,13 @@ class JudgingService:
 
     # ---- one rollout at a time: cohorts --------------------------------------------------------------------
 
-    async def reward(self, body: RewardRequest, stats: RequestStats, rule: str = "ensemble") -> RewardResponse:
+    async def reward(
+        self, body: RewardRequest, stats: RequestStats, rule: str = "ensemble", rollout: RolloutTexts | None = None
+    ) -> RewardResponse:
         """One rollout's reward: it joins its cohort, waits until the cohort is judged, and reads its own row.
         ``rule`` names the :class:`~serve_app.core.reward_rules.RewardRule` its cohort is judged and read by; a
-        ``reference`` answer makes it ``anchored``."""
+        ``reference`` answer makes it ``anchored``. ``rollout``: the rollout's texts, for a rule that reads them
+        (``RewardRule.reads_rollouts``); they travel with the sample to its cohort, on whichever replica owns it."""
         if body.reference is not None:
             if rule not in ("ensemble", "anchored"):
                 raise reject(
@@ -453,8 +458,10 @@ class JudgingService:
             if not body.reference.strip():
                 raise reject(422, "reference is empty or whitespace; give the reference answer's text")
             rule = "anchored"
+        if self.rules[rule].reads_rollouts and rollout is None:
+            raise ValueError(f"the {rule} reward rule reads each rollout's texts; pass them as rollout")
         if self.cohort_owner is not None:
-            return await self._forward_reward(body, rule, stats.tenant)
+            return await self._forward_reward(body, rule, stats.tenant, rollout)
         if self.cohorts is None:
             raise reject(
                 404,
@@ -462,7 +469,7 @@ class JudgingService:
                 "whole to /v1/rank or /v1/rank_batch",
             )
         started = time.perf_counter()
-        sample = self._sample(body, stats.tenant, rule)
+        sample = self._sample(body, stats.tenant, rule, rollout)
         self.checks.group_size(sample.group_size)
         try:
             await self._check_sample(body)
@@ -491,7 +498,8 @@ class JudgingService:
             reward = anchored_rewards(selected)[position]
             position += 1  # the reference is candidate 0
         else:
-            values = None if reward_rule.rewards is None else reward_rule.rewards(selected, len(outcome.indices))
+            n = len(outcome.indices)
+            values = None if reward_rule.rewards is None else reward_rule.rewards(selected, n, outcome.rollouts)
             reward = group_rewards(selected, values)[position]
         total = time.perf_counter() - started
         stats.status, stats.latency_s = "200", total
@@ -508,7 +516,7 @@ class JudgingService:
         timings = CohortTimings(total_s=total, waited_s=max(0.0, closed - ticket.arrived), judging_s=outcome.judging_s)
         return reward_answer(selected, position, reward, self.limits.overlong, cohort=cohort, timings=timings)
 
-    def _sample(self, body: RewardRequest, tenant: str, rule: str) -> Sample:
+    def _sample(self, body: RewardRequest, tenant: str, rule: str, rollout: RolloutTexts | None = None) -> Sample:
         """The rollout as its cohort takes it; ``Sample.key`` names the cohort (and so the owner shard)."""
         # An explicit group may leave group_size to its first sample; a prompt-derived key needs it resolved.
         size = body.group_size if body.group_id is not None else (body.group_size or self.limits.cohorts.group_size)
@@ -533,6 +541,7 @@ class JudgingService:
             rollout_index=body.rollout_index,
             idempotency_key=body.idempotency_key,
             tenant=tenant,
+            rollout=rollout,
         )
 
     async def _check_sample(self, body: RewardRequest) -> None:
@@ -572,14 +581,17 @@ class JudgingService:
         owners = self.cohort_owner if isinstance(self.cohort_owner, list | tuple) else [self.cohort_owner]
         return owners[shard_of(sample.key, len(owners))]
 
-    async def _forward_reward(self, body: RewardRequest, rule: str, tenant: str) -> RewardResponse:
+    async def _forward_reward(
+        self, body: RewardRequest, rule: str, tenant: str, rollout: RolloutTexts | None
+    ) -> RewardResponse:
         """This replica does not own the cohorts: the owner of this sample's cohort answers (the caller's wait is
         cancelled with it). A lost owner is a 503 with Retry-After at once; its replacement takes the retry."""
         owner = self.owner_of(self._sample(body, tenant, rule))
+        payload = {**body.model_dump(mode="json", exclude_none=True), _FORWARDED_RULE: rule, _FORWARDED_TENANT: tenant}
+        if rollout is not None:
+            payload[_FORWARDED_ROLLOUT] = rollout.model_dump(mode="json")
         try:
-            raw = await owner.forwarded_reward.remote(
-                {**body.model_dump(mode="json", exclude_none=True), _FORWARDED_RULE: rule, _FORWARDED_TENANT: tenant}
-            )
+            raw = await owner.forwarded_reward.remote(payload)
         except Exception as exc:
             raise reject(
                 503,
@@ -595,12 +607,15 @@ class JudgingService:
 
     async def forwarded_reward(self, payload: dict[str, Any]) -> dict[str, Any]:
         """The cohort owner's side of :meth:`_forward_reward` (``payload``: the request's fields, and its reward
-        rule's name under a key no request field has): the answer as a plain dict, a refusal included."""
+        rule's name, tenant and rollout texts under keys no request field has): the answer as a plain dict, a
+        refusal included."""
         fields = dict(payload)
         rule = fields.pop(_FORWARDED_RULE, "ensemble")
         stats = RequestStats("reward", tenant=fields.pop(_FORWARDED_TENANT, DEFAULT_TENANT))
+        texts = fields.pop(_FORWARDED_ROLLOUT, None)
+        rollout = None if texts is None else RolloutTexts.model_validate(texts)
         try:
-            answer = await self.reward(RewardRequest.model_validate(fields), stats, rule)
+            answer = await self.reward(RewardRequest.model_validate(fields), stats, rule, rollout)
         except Refusal as exc:
             return Forwarded(status=exc.status, detail=exc.message, retry_after_s=exc.retry_after_s).model_dump()
         asyncio.get_running_loop().call_soon(record, self.metrics, stats)

@@ -10,8 +10,7 @@
 
 Only a response object's final output text (its ``message`` items' ``output_text``) is judged, and an object with
 no output text is judged as :data:`~serve_app.chat_text.EMPTY_RESPONSE`. Reasoning items are never judged; NeMo-Gym's
-length terms measure their summaries (:func:`rollout_texts`), on ``/compare`` only: ``/verify`` refuses (501) while
-any length or style term is set, since the core's per-sample path carries no reasoning to the cohort's rule.
+length and style terms measure their summaries and the answer (:func:`rollout_texts`).
 
 Reward rule (``router.trainers.nemo_gym.reward_rule``):
 
@@ -22,6 +21,20 @@ Reward rule (``router.trainers.nemo_gym.reward_rule``):
   coin (``policies.selection`` spreads the position bias so when pairs are not swapped), not always (i, i+1).
   ``/verify`` under this rule goes through the core's per-sample path with the rule plugged in
   (:mod:`serve_app.core.reward_rules`): the same cohort table as ``/v1/reward``, its cohorts kept apart by the rule.
+
+NeMo-Gym's length and style terms (``reasoning_bonus``, ``answer_bonus``, ``group_*_coeff``; ``nemo_gym`` rule only)
+apply on both routes, over the group the rule got, as NeMo-Gym computes them over the group it is sent:
+
+* ``/compare``: every response of the request;
+* ``/verify``: each rollout brings its texts (:func:`rollout_texts`) with its sample, to its cohort on whichever
+  replica owns it, and the cohort's rule reads them in rollout-index order. A full cohort's rewards equal
+  ``/compare``'s for the same rollouts in that order. A cohort closed by its timeout is the group of the rollouts
+  that arrived and were judged (NeMo-Gym would fail the group instead): the terms, the bonuses' bar included, are
+  relative to those alone, exactly as ``/compare`` of those rollouts, and a rollout refused on its own (a 422 for
+  it alone) is not part of it. A rollout to be masked (too few usable verdicts) stays in the group, as in NeMo-Gym,
+  where a call without a verdict counts with the defaults: its reward from those defaults enters the bar and its
+  lengths the weights, so the other rollouts get ``/compare``'s rewards; its own reward is then the mean of the
+  cohort's valid (shaped) rewards, and the row says ``mask_sample``.
 """
 
 from __future__ import annotations
@@ -187,13 +200,6 @@ class NemoGymServing:
 
     async def verify(self, body: VerifyRequest, stats: RequestStats) -> str:
         """The row as sent plus its reward, as JSON text."""
-        if self.settings.shaping_active:
-            raise Refusal(
-                501,
-                "router.trainers.nemo_gym sets NeMo-Gym's length or style terms, which /verify cannot apply yet: the "
-                "per-sample path does not bring each rollout's reasoning to its cohort's rule. Send whole groups to "
-                "/compare, or set reasoning_bonus, answer_bonus and the group_*_coeff keys to 0",
-            )
         params = body.responses_create_params
         items = [{"role": "user", "content": params.input}] if isinstance(params.input, str) else params.input
         conv: list[ChatMessage] = conversation(items, "responses_create_params.input", instructions=params.instructions)
@@ -209,7 +215,9 @@ class NemoGymServing:
             principle_for_pairwise=_principle(body.principle),
         )
         try:
-            answer = await self.service.reward(sample, stats, rule=self.settings.reward_rule)
+            # The texts travel only when a term reads them (a reasoning summary can be long).
+            rollout = rollout_texts(body.response) if self.settings.shaping_active else None
+            answer = await self.service.reward(sample, stats, rule=self.settings.reward_rule, rollout=rollout)
         except Refusal as exc:
             raise _hint(exc, self.settings) from None
         return _echo(body, answer.reward, _mask(answer))

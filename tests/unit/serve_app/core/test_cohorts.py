@@ -105,6 +105,24 @@ def test_a_cohort_that_does_not_fill_is_judged_at_its_timeout_with_what_arrived(
     run(main())
 
 
+def test_each_samples_rollout_comes_back_in_judged_order() -> None:
+    """What a sample brings for the reward rule (``Sample.rollout``) is handed back beside ``indices``: a sample that
+    only arrived (refused on its own) has none in it, and a retry of a rollout keeps its first arrival's."""
+
+    async def main() -> None:
+        cohorts = table(Judge(), group_timeout_s=0.05)
+        answers = asyncio.gather(
+            ask(cohorts, sample("c", index=3, rollout="texts of c")),
+            ask(cohorts, sample("a", index=0, rollout="texts of a")),
+            ask(cohorts, sample("a", index=0, rollout="texts of a, again")),  # the same rollout sent again
+        )
+        cohorts.join(sample("", index=1, rollout="never judged"), judged=False)
+        (_, outcome), *_ = await answers
+        assert outcome.indices == [0, 3] and outcome.rollouts == ["texts of a", "texts of c"]
+
+    run(main())
+
+
 def test_a_caller_that_leaves_costs_nobody_else_their_answer() -> None:
     """One caller is cancelled while waiting for arrivals, another while the cohort is judged: the cohort is judged
     with every sample, once, and the callers that stayed get their answers."""

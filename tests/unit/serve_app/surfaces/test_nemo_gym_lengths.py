@@ -1,6 +1,6 @@
 """NeMo-Gym's length and style terms on the genrm_compare surface: the texts read off a Responses-API object as
-nemo-gym reads them, /compare's rewards against nemo-gym's own aggregate_scores of the same verdicts, and /verify's
-refusal while the per-sample path cannot bring the reasoning to the cohort's rule."""
+nemo-gym reads them, and /compare's rewards against nemo-gym's own aggregate_scores of the same verdicts (/verify's
+against /compare's: test_nemo_gym_verify_terms.py)."""
 
 from __future__ import annotations
 
@@ -111,20 +111,6 @@ def test_compare_gives_nemo_gyms_rewards_for_the_same_verdicts() -> None:
     )
     assert out["rewards"] == rewards
     assert plain.json()["rewards"] == base and any(bonuses)
-
-
-def test_verify_refuses_while_a_term_is_set() -> None:
-    async def go(http: httpx.AsyncClient) -> httpx.Response:
-        body = {
-            "responses_create_params": {"input": CONVERSATION},
-            "response": response_obj("quality 3", ["r"]),
-            "_ng_task_index": 0,
-            "_ng_rollout_index": 0,
-        }
-        return await http.post("/verify", json=body)
-
-    r = run_app(go, RECIPE)
-    assert r.status_code == 501 and "/compare" in r.json()["detail"], r.text
 
 
 def test_the_terms_need_the_nemo_gym_rule() -> None:

@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextvars
+import dataclasses
 import os
+import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, TypeVar
@@ -182,6 +184,7 @@ class ServeHandleClient:
         batch = self._pending.pop(key)
         many = self._many if key is None else self._many.options(session_id=key)
         self.sent += 1
+        _own_internal_request_id()
         try:
             answers = await many.remote([body for body, _ in batch])
         except Exception as exc:  # the replica is gone or the call failed: every request of the batch failed
@@ -196,6 +199,19 @@ class ServeHandleClient:
                 future.set_result(completion_from_openai(body))
             except JudgeCallError as exc:
                 future.set_exception(exc)
+
+
+def _own_internal_request_id() -> None:
+    """Give the handle calls made from here on (in this task: each flush is its own) an internal request id of
+    their own. Serve hands every call made while serving one HTTP request that request's id, and its request
+    routers index waiting calls by it: calls that share one (a /v1/rank_batch's groups, each batched under its
+    own affinity key, sent in the same moment) collide in that index, and a router that assigns replicas by the
+    index (``ConsistentHashRouter``) assigns the first and leaves the others waiting forever. The caller-visible
+    ``request_id`` is kept, so the logs still tie each call to its HTTP request."""
+    from ray.serve import context
+
+    current = context._get_serve_request_context()
+    context._serve_request_context.set(dataclasses.replace(current, _internal_request_id=str(uuid.uuid4())))
 
 
 class OpenAIHttpClient:

@@ -93,3 +93,44 @@ def test_two_router_replicas_give_each_cohort_one_owner(service: httpx.Client) -
     out = [r.json() for r in answers]
     assert len({o["cohort_id"] for o in out}) == 1 and all(o["complete"] for o in out)
     assert sorted(o["rank"] for o in out) == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_rank_batch_through_the_consistent_hash_router_does_not_lose_calls(service: httpx.Client) -> None:
+    """The fleet config's affinity router (Serve's ConsistentHashRouter) in front of an instant judge, and one
+    /v1/rank_batch of six groups: each group's calls go out as their own handle call under the group's key, in the
+    same moment. They once shared the HTTP request's internal id, which that router indexes waiting calls by: it
+    assigned one and left the others waiting until the judge's silence limit, round after round."""
+    from live_service import deployed, smollm2_folder
+    from ray.serve.config import RequestRouterConfig
+
+    from bench.instant_judges import InstantPairwise
+    from serve_app.app import bind_router
+    from serve_app.config import AppConfig
+
+    config = AppConfig.model_validate(
+        {
+            "pairwise": {
+                "hosted": {"llm_config": {"model_loading_config": {"model_id": "instant-affinity"}}},
+                "call_timeout_s": 15,
+            },
+            "router": {"selection": {"strategy": "swiss", "use_principle": False}, "cohorts": {"enabled": False}},
+        }
+    )
+    routing = RequestRouterConfig(
+        request_router_class="ray.serve.experimental.consistent_hash_router.ConsistentHashRouter",
+        request_router_kwargs={"num_virtual_nodes": 100, "num_fallback_replicas": 1},
+    )
+    judge = InstantPairwise.options(name="AffinityPairwise", num_replicas=2, request_router_config=routing).bind()
+    app = bind_router(config, {"pairwise": str(smollm2_folder())}, None, judge, name="AffinityRouter")
+    groups = [
+        {
+            "conversation": [{"role": "user", "content": f"Name city {g}."}],
+            "candidates": [f"City {g}.{k}" for k in range(4)],
+        }
+        for g in range(6)
+    ]
+    with deployed(app, "affinity-batch", service) as prefix:
+        r = httpx.post(f"{BASE}{prefix}/v1/rank_batch", json={"groups": groups}, timeout=60)
+    assert r.status_code == 200, r.text
+    results = [e["result"] for e in r.json()["results"]]
+    assert len(results) == 6 and all(x["failed_calls"] == 0 and x["pairwise_calls"] > 0 for x in results), r.text

@@ -8,6 +8,8 @@ candidates, in pairs (each pair is two calls when both orders are judged):
 - knockout: N − 1 pairs in ⌈log2 N⌉ rounds, winners advance;
 - Swiss: R rounds of ⌊N/2⌋ pairs, neighbours in the current standings meet, no rematches where avoidable;
 - round-robin: N(N − 1)/2 pairs in one round, ordered as a circle-method schedule so that any prefix is balanced;
+- arriving Swiss: a Swiss's pairs for candidates that arrive over time, asked at every arrival and verdict
+  ([] = nothing to send now; :func:`policies.incremental.select_arriving`);
 - adaptive: spends a budget on the candidates still in contention (ranked by their posterior probability of being
   the best under Bradley–Terry), optionally seeded by principle rewards.
 """
@@ -47,6 +49,11 @@ class DesignState:
     outcome_mode: bt.OutcomeMode = "soft"
     alpha: float = 0.1
     round: int = 0
+    #: Candidates still expected (a group whose candidates arrive over time; 0 once it is closed). ``n`` counts
+    #: those that arrived.
+    arriving: int = 0
+    #: Pairs sent to the judge whose verdicts are not back yet (``comparisons`` holds the judged ones).
+    busy: Sequence[Pair] = ()
 
     @cached_property
     def fit(self) -> bt.BTFit:
@@ -191,9 +198,16 @@ class Swiss(PairDesign):
     def __init__(self, rounds: int | None = None) -> None:
         self.rounds = rounds
 
+    def rounds_for(self, n: int) -> int:
+        """R: the given rounds, else ⌈log2 N⌉ — as many as a knockout needs to single out one of N."""
+        return self.rounds if self.rounds is not None else max(1, math.ceil(math.log2(max(n, 2))))
+
+    def pairs_for(self, n: int) -> int:
+        """What a Swiss over N candidates judges: R rounds of ⌊N/2⌋ pairs."""
+        return self.rounds_for(n) * (n // 2)
+
     def next_pairs(self, state: DesignState) -> list[Pair]:
-        rounds = self.rounds if self.rounds is not None else max(1, math.ceil(math.log2(max(state.n, 2))))
-        if state.round >= rounds or state.n < 2:
+        if state.round >= self.rounds_for(state.n) or state.n < 2:
             return []
         standing = (
             state.fit.theta if state.comparisons else (state.prior if state.prior is not None else np.zeros(state.n))
@@ -207,6 +221,112 @@ class Swiss(PairDesign):
             waiting.remove(partner)
             pairs.append((top, partner))
         return pairs
+
+
+class ArrivingSwiss(Swiss):
+    """Swiss for a group whose candidates arrive one at a time (per-sample reward requests): judging starts with
+    the second arrival, and once the group has closed about one round is left to judge.
+
+    It is asked at every event — an arrival, verdicts back, the group closing — with ``state.n`` arrived,
+    ``state.arriving`` still expected, ``state.busy`` pairs being judged and ``state.pairs_left`` of the group's
+    budget B; [] means nothing to send now. With N = n + arriving, each candidate is to play T = ⌈2B/N⌉ matches
+    (B = R·⌊N/2⌋, a full Swiss, gives T = R):
+
+    * while candidates are expected, each idle candidate (no pair in flight) below T matches meets an idle one
+      below T that it has not met, the nearest in the Bradley–Terry standings, fewest matches first (a newcomer
+      stands at strength 0, mid-table). Two candidates whose match came back together wait for other partners
+      instead of meeting again: rematches cost 0.018 of Spearman ρ at N = 16 (bench/results/arrivals.md). The
+      pairs sent leave ⌈T·(u + 1)/2⌉ of the budget for the u still expected: T for the last one, judged after
+      the others, and T/2 for each other, its share of the matches it will play;
+    * once closed, what is left is spent in ⌈left / (m·n/2)⌉ rounds of about m = ``matches_per_round`` matches
+      per candidate, the first at once even with pairs in flight, each next one when nothing is. A candidate
+      plays up to ⌈(T − played)/rounds left⌉ matches in a round, those furthest below T first, against anyone,
+      fewest meetings first: one with no verdict yet against opponents spread evenly over the standings (it has
+      no standing to pair by), the others against their nearest neighbours. A late candidate is thus placed by
+      T concurrent matches, one round after it arrived.
+
+    With every candidate at once and m = 1 this is Swiss (R rounds of ⌊N/2⌋ neighbour pairs); the default m = 2
+    halves the rounds, at the same Spearman ρ in simulation.
+    """
+
+    def __init__(self, rounds: int | None = None, matches_per_round: float | None = 2.0) -> None:
+        super().__init__(rounds)
+        self.matches_per_round = matches_per_round
+        self._closed_rounds = 0
+
+    def next_pairs(self, state: DesignState) -> list[Pair]:
+        n, left = state.n, state.pairs_left
+        if n < 2 or left is None or left <= 0:
+            return []
+        launched = len(state.comparisons) + len(state.busy)
+        quota = math.ceil(2 * (left + launched) / (n + state.arriving))
+        games: Counter[int] = Counter(k for c in state.comparisons for k in (c.i, c.j))
+        games.update(k for pair in state.busy for k in pair)
+        played = Counter(frozenset((c.i, c.j)) for c in state.comparisons)
+        played.update(frozenset(p) for p in state.busy)
+        judged = {k for c in state.comparisons if c.margin is not None for k in (c.i, c.j)}
+        standing = state.fit.theta if judged else np.zeros(n)
+        order = state.order(standing)
+        position = {k: r for r, k in enumerate(order)}
+        if state.arriving:
+            reserve = math.ceil(quota * (state.arriving + 1) / 2)
+            busy = {k for pair in state.busy for k in pair}
+            allowance = {k: 1 for k in order if k not in busy and games[k] < quota}
+            return _match(allowance, left - reserve, games, played, position, judged, anyone=False)
+        if state.busy and self._closed_rounds:
+            return []
+        # Each round after the close gives a candidate about matches_per_round matches (pairs ≈ matches·n/2).
+        per_round = math.inf if self.matches_per_round is None else max(1.0, self.matches_per_round * n / 2)
+        rounds_left = math.ceil(left / per_round)
+        allowance = {k: math.ceil(max(0, quota - games[k]) / rounds_left) for k in order}
+        pairs = _match(allowance, math.ceil(left / rounds_left), games, played, position, judged, anyone=True)
+        self._closed_rounds += bool(pairs)
+        return pairs
+
+
+def _match(
+    allowance: dict[int, int],
+    width: int,
+    games: Counter[int],
+    played: Counter[frozenset[int]],
+    position: dict[int, int],
+    judged: set[int],
+    *,
+    anyone: bool,
+) -> list[Pair]:
+    """Up to ``width`` pairs in which candidate k plays ``allowance[k]`` matches. The candidate with the most matches
+    left goes first (then the fewest played, then the standings). Its opponent is another with matches left that
+    it has never met — or, with ``anyone``, any candidate, those with matches left and met least first — the
+    nearest in the standings or, for a candidate with no verdict yet, the nearest to an even spread over them."""
+    left = dict(allowance)
+    given: Counter[int] = Counter()
+    now: set[frozenset[int]] = set()
+    pairs: list[Pair] = []
+    last = len(position) - 1
+    while len(pairs) < width:
+        players = [k for k in left if left[k] > 0]
+        if not players:
+            break
+        k = min(players, key=lambda x: (-left[x], games[x], position[x]))
+        opponents = [
+            j
+            for j in (position if anyone else players)
+            if j != k and frozenset((k, j)) not in now and (anyone or not played[frozenset((k, j))])
+        ]
+        if not opponents:
+            left[k] = 0
+            continue
+        # No standing of its own: its m matches of this batch go to the (i + ½)/m quantiles of the table.
+        target = position[k] if k in judged else (given[k] + 0.5) / allowance[k] * last
+        j = min(opponents, key=lambda x: (left.get(x, 0) <= 0, played[frozenset((k, x))], abs(position[x] - target)))
+        pairs.append((k, j) if position[k] < position[j] else (j, k))
+        now.add(frozenset((k, j)))
+        played[frozenset((k, j))] += 1
+        for x in (k, j):
+            left[x] = left.get(x, 0) - 1
+            given[x] += 1
+            games[x] += 1
+    return pairs
 
 
 class Adaptive(PairDesign):

@@ -315,8 +315,44 @@ async def select_best(
     if principle_task is not None:  # a design that planned no pairs at all
         await principle_task
         rounds += 1
-    principle_means = _principle_means(principle_results, n)
+    return _result(
+        n,
+        config,
+        design,
+        comparisons,
+        principle_results,
+        principle_ok if want_principle else None,
+        prior=prior,
+        rng=rng,
+        tiebreak=tiebreak,
+        texts=texts,
+        degraded=degraded,
+        rounds=rounds,
+        started=started,
+    )
 
+
+def _result(
+    n: int,
+    config: SelectionConfig,
+    design: PairDesign | None,
+    comparisons: list[Comparison],
+    principle_results: list[list[PrincipleResult]],
+    principle_ok: np.ndarray | None,
+    *,
+    prior: np.ndarray | None,
+    rng: np.random.Generator,
+    tiebreak: np.ndarray,
+    texts: Sequence[str] | None,
+    degraded: list[str],
+    rounds: int,
+    started: float,
+) -> SelectionResult:
+    """The verdicts of a finished selection scored, checked for support and reported (``principle_ok``: per
+    candidate, whether its principle request answered; None when the principle judge was not asked)."""
+    want_principle = principle_ok is not None
+    principle_means = _principle_means(principle_results, n)
+    calls_per_pair = 2 if config.swap else 1
     best, ranking, candidates, style_effect = _score(
         n, config, design, comparisons, principle_means, prior, rng, tiebreak, texts
     )
@@ -335,7 +371,7 @@ async def select_best(
     pairwise_failed = sum(c.failures for c in comparisons)
     # A principle request fails as a whole (raised, timed out) or per principle (no readable judgement).
     principle_failed = 0
-    if want_principle:
+    if principle_ok is not None:
         principle_failed = int((~principle_ok).sum()) + sum(not r.ok for rs in principle_results for r in rs)
     if pairwise_failed:
         degraded.append(f"{pairwise_failed} of {pairwise_calls} pairwise calls failed")

@@ -41,9 +41,9 @@ import re
 import selectors
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from deployments.engine_client import AFFINITY_KEY, Completion
 from deployments.hosting import cpu_model
@@ -62,6 +62,7 @@ MAX_TOKENS = 16384  # NVIDIA's GenRM max_output_tokens
 MEDIAN_TOKENS, SIGMA = 8192.0, 0.86  # NVIDIA-NeMo/Gym#1215, see the module docstring
 STEP_BASE_S, STEP_PER_SEQ_S, PREFILL_S = 0.015, 0.0003, 0.3  # assumed, see the module docstring
 _QUALITY = re.compile(r"quality (\d+)")
+T = TypeVar("T")
 
 
 class VirtualClock:
@@ -84,6 +85,21 @@ class VirtualClock:
         loop = asyncio.SelectorEventLoop(Selector())
         loop.time = lambda: clock.now  # type: ignore[method-assign]
         return loop
+
+
+def on_virtual_clock(make: Callable[[], Awaitable[T]]) -> T:
+    """``make()`` run on a fresh virtual clock; what it leaves running (calls, cohorts being judged, an engine) is
+    cancelled before the loop closes."""
+    loop = VirtualClock().loop()
+    try:
+        result = loop.run_until_complete(make())
+        if rest := asyncio.all_tasks(loop):
+            for task in rest:
+                task.cancel()
+            loop.run_until_complete(asyncio.wait(rest))
+        return result
+    finally:
+        loop.close()
 
 
 class Replica:

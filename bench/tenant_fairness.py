@@ -42,9 +42,9 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from bench import fleet_sim as sim
 from deployments.hosting import cpu_model
@@ -57,7 +57,6 @@ from serve_app.core.stats import NullMetrics, RequestStats, record
 from serve_app.protocols.genrm_api import RankRequest, RewardRequest
 
 Path_ = Literal["rank", "reward"]
-T = TypeVar("T")
 
 ROLLOUTS = 8  # rollouts per group (one call each in the circular design)
 RUNNING, QUEUED = 32, 128  # configs/gpu.yaml's router.max_concurrent_requests and max_queued_requests
@@ -208,21 +207,6 @@ class Bench:
         self.client.cpu = sim.RouterCPU()  # the run's own CPU, not the warm-up's
 
 
-def on_virtual_clock(make: Callable[[], Awaitable[T]]) -> T:
-    """``make()`` run on a fresh virtual clock; what it leaves running (the heavy tenant's last calls, cohorts being
-    judged, the engine) is cancelled before the loop closes."""
-    loop = sim.VirtualClock().loop()
-    try:
-        result = loop.run_until_complete(make())
-        if rest := asyncio.all_tasks(loop):
-            for task in rest:
-                task.cancel()
-            loop.run_until_complete(asyncio.wait(rest))
-        return result
-    finally:
-        loop.close()
-
-
 def capacity(path: Path_, lane: int | None, seed: int = 0, groups: int = 4 * CAPACITY_OUTSTANDING) -> float:
     """Groups per second the service completes with one tenant keeping ``CAPACITY_OUTSTANDING`` outstanding,
     counted from the ``CAPACITY_OUTSTANDING``-th completion (the start-up wave done) to the ``groups``-th."""
@@ -247,7 +231,7 @@ def capacity(path: Path_, lane: int | None, seed: int = 0, groups: int = 4 * CAP
         start, end = sorted(finished)[CAPACITY_OUTSTANDING - 1], sorted(finished)[groups - 1]
         return (groups - CAPACITY_OUTSTANDING) / (end - start)
 
-    return on_virtual_clock(main)
+    return sim.on_virtual_clock(main)
 
 
 @dataclasses.dataclass
@@ -339,7 +323,7 @@ def mixed(
             elapsed_s=0.0,
         )
 
-    run = on_virtual_clock(main)
+    run = sim.on_virtual_clock(main)
     run.elapsed_s = time.perf_counter() - wall
     return run
 

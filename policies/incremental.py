@@ -129,8 +129,10 @@ async def select_arriving(
             if closed and not busy:
                 break
     except BaseException:  # an error of the source, or the caller cancelled: nothing keeps running
-        for pending in [collector, *busy, *principle_tasks]:
-            pending.cancel()
+        pending = [collector, *busy, *principle_tasks]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
         raise
 
     n = len(texts)

@@ -235,9 +235,11 @@ class ArrivingSwiss(Swiss):
     * while candidates are expected, each idle candidate (no pair in flight) below T matches meets an idle one
       below T that it has not met, the nearest in the Bradley–Terry standings, fewest matches first (a newcomer
       stands at strength 0, mid-table). Two candidates whose match came back together wait for other partners
-      instead of meeting again: rematches cost 0.018 of Spearman ρ at N = 16 (bench/results/arrivals.md). The
+      instead of meeting again: rematches cost about 0.02 of Spearman ρ at N = 16 (bench/results/arrivals.md). The
       pairs sent leave ⌈T·(u + 1)/2⌉ of the budget for the u still expected: T for the last one, judged after
-      the others, and T/2 for each other, its share of the matches it will play;
+      the others, and T/2 for each other, its share of the matches it will play; and they stay within
+      B·S(n)/S(N) (S: a Swiss's pairs), so that a group closed early by its timeout has not cost more than a Swiss
+      over the candidates that came;
     * once closed, what is left is spent in ⌈left / (m·n/2)⌉ rounds of about m = ``matches_per_round`` matches
       per candidate, the first at once even with pairs in flight, each next one when nothing is. A candidate
       plays up to ⌈(T − played)/rounds left⌉ matches in a round, those furthest below T first, against anyone,
@@ -270,14 +272,16 @@ class ArrivingSwiss(Swiss):
         position = {k: r for r, k in enumerate(order)}
         if state.arriving:
             reserve = math.ceil(quota * (state.arriving + 1) / 2)
+            # Nor more than the budget's share for those that arrived, should the group close now (by its timeout).
+            share = (left + launched) * self.pairs_for(n) // max(1, self.pairs_for(n + state.arriving)) - launched
             busy = {k for pair in state.busy for k in pair}
             allowance = {k: 1 for k in order if k not in busy and games[k] < quota}
-            return _match(allowance, left - reserve, games, played, position, judged, anyone=False)
+            return _match(allowance, min(left - reserve, share), games, played, position, judged, anyone=False)
         if state.busy and self._closed_rounds:
             return []
         # Each round after the close gives a candidate about matches_per_round matches (pairs ≈ matches·n/2).
         per_round = math.inf if self.matches_per_round is None else max(1.0, self.matches_per_round * n / 2)
-        rounds_left = math.ceil(left / per_round)
+        rounds_left = max(1, math.ceil(left / per_round))
         allowance = {k: math.ceil(max(0, quota - games[k]) / rounds_left) for k in order}
         pairs = _match(allowance, math.ceil(left / rounds_left), games, played, position, judged, anyone=True)
         self._closed_rounds += bool(pairs)

@@ -4,7 +4,7 @@ judge calls and arrivals take the times the test gives them, and nothing sleeps 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -12,19 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.fleet_sim import VirtualClock
+from bench.fleet_sim import on_virtual_clock as on_clock
 from policies.incremental import select_arriving
-from policies.pairings import Swiss
+from policies.pairings import ArrivingSwiss, Swiss
 from policies.selection import SelectionConfig, SelectionResult, select_best
 from policies.verdicts import PairVerdict, PairwiseResult, PrincipleResult
-
-
-def on_clock(make: Callable[[], Awaitable[Any]]) -> Any:
-    loop = VirtualClock().loop()
-    try:
-        return loop.run_until_complete(make())
-    finally:
-        loop.close()
 
 
 class TimedJudge:
@@ -69,6 +61,7 @@ def select(
     judge: TimedJudge,
     principle: bool = False,
     size: int | None = None,
+    design: ArrivingSwiss | None = None,
     **config: Any,
 ) -> SelectionResult:
     async def go() -> SelectionResult:
@@ -78,6 +71,7 @@ def select(
             judge.pairwise,
             judge.principle if principle else None,
             SelectionConfig(strategy="swiss", **config),
+            design,
         )
 
     return on_clock(go)
@@ -87,14 +81,14 @@ schedules = st.lists(st.floats(0.0, 10.0, allow_nan=False), min_size=1, max_size
 
 
 @settings(max_examples=60, deadline=None)
-@given(schedules, st.integers(0, 99), st.booleans(), st.integers(0, 4))
+@given(schedules, st.integers(0, 99), st.booleans(), st.integers(0, 4), st.sampled_from([1.0, 2.0, None]))
 def test_every_arrival_is_judged_within_a_full_swiss_budget(
-    times: list[float], seed: int, swap: bool, fail_every: int
+    times: list[float], seed: int, swap: bool, fail_every: int, matches_per_round: float | None
 ) -> None:
     n = len(times)
     quality = [float((7 * k) % 11) for k in range(n)]
     judge = TimedJudge(quality, fail_every=fail_every)
-    result = select(times, judge, seed=seed, swap=swap)
+    result = select(times, judge, design=ArrivingSwiss(None, matches_per_round), seed=seed, swap=swap)
     swiss_pairs = Swiss().pairs_for(n)
     calls_per_pair = 2 if swap else 1
     assert len(result.comparisons) <= swiss_pairs
@@ -191,9 +185,10 @@ def test_each_arrival_is_asked_its_principle_reward_when_it_arrives() -> None:
     assert result.best == 1
 
 
-def test_a_group_that_closes_short_is_judged_with_the_budget_of_its_arrivals() -> None:
+@pytest.mark.parametrize("times", [[0.0] * 5, [0.0, 1.0, 2.0, 3.0, 4.0]])
+def test_a_group_that_closes_short_is_judged_with_the_budget_of_its_arrivals(times: list[float]) -> None:
     judge = TimedJudge([float(k) for k in range(5)])
-    result = select([0.0, 1.0, 2.0, 3.0, 4.0], judge, size=16)  # the source ends after five of sixteen
+    result = select(times, judge, size=16)  # the source ends after five of sixteen
     assert len(result.candidates) == 5 and len(result.comparisons) == Swiss().pairs_for(5)
     assert result.best == 4
 

@@ -31,11 +31,12 @@ def group_duplicates(texts: Sequence[str]) -> list[list[int]]:
 
 
 def expand_result(result: SelectionResult, groups: Sequence[Sequence[int]]) -> SelectionResult:
-    """Map a selection over the distinct texts (index ``u`` = ``groups[u]``) back to the original indices.
+    """Map a selection over the distinct texts (index ``u`` = ``groups[u]``, ascending; the groups in any order)
+    back to the original indices.
 
     Copies share their representative's rank (ties ranked alike), scores and principle results; comparisons name
-    representatives. With no copies the result is returned unchanged."""
-    if all(len(g) == 1 for g in groups):
+    representatives (each group's first index). With groups [[0], [1], …] the result is returned unchanged."""
+    if all(list(g) == [u] for u, g in enumerate(groups)):
         return result
     ranking = [i for u in result.ranking for i in groups[u]]
     candidates = sorted(

@@ -19,7 +19,7 @@ import collections
 import contextlib
 import itertools
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
 from serve_app.config import DEFAULT_TENANT
 
@@ -109,6 +109,36 @@ class FairSlots:
             yield
         finally:
             self.release(tenant)
+
+
+class HeldWhileBusy:
+    """One slot for work whose calls come and go (a cohort judged while its samples arrive): taken, by ``take()``,
+    when a call starts with none in flight, given back when the last one in flight ends, so that between its calls
+    the work keeps no other request out. Wrap each call in :meth:`hold`."""
+
+    def __init__(self, take: Callable[[], contextlib.AbstractAsyncContextManager[float]]) -> None:
+        self._take = take
+        self._busy = 0
+        self._lock = asyncio.Lock()  # one taker at a time: the calls starting together share its slot
+        self._held: contextlib.AbstractAsyncContextManager[float] | None = None
+        self.queued_s = 0.0  # the waits for a slot, summed
+
+    @contextlib.asynccontextmanager
+    async def hold(self) -> AsyncIterator[None]:
+        async with self._lock:
+            if self._busy == 0:
+                held = self._take()
+                self.queued_s += await held.__aenter__()
+                self._held = held
+            self._busy += 1
+        try:
+            yield
+        finally:
+            self._busy -= 1
+            # Given back outside the lock: a taker holding it waits for a slot, possibly this very one.
+            if self._busy == 0 and self._held is not None:
+                held, self._held = self._held, None
+                await held.__aexit__(None, None, None)
 
 
 class Admission:

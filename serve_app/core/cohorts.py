@@ -4,7 +4,8 @@ RL trainers (OpenRLHF, veRL, slime, AReaL) ask for a reward once per rollout, co
 needs the whole group of a prompt. So each sample joins the cohort of its group key; the cohort closes when
 ``group_size`` samples have arrived ("full") or ``group_timeout_s`` after its first sample ("timeout", judged with
 what arrived), is judged once by the injected ``judge`` function, and every caller gets the same outcome and reads
-its own place in it.
+its own place in it. With ``incremental`` the judging starts at the first sample and follows the arrivals, so that
+little is left to judge when the cohort closes; the answer still comes after the close.
 
 Rules (each refusal is a :class:`CohortRefused` with the HTTP status to answer):
 
@@ -40,7 +41,7 @@ import hashlib
 import itertools
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -82,6 +83,13 @@ class CohortSettings(BaseModel):
         default=4096,
         ge=1,
         description="samples waiting for their answer; more get 503 (a tenant beyond its weighted share: 429)",
+    )
+    incremental: bool = Field(
+        default=True,
+        description="judge a cohort while its samples arrive, from the second one on, so that about one judge round "
+        "is left once it closes (policies.incremental; only for a Swiss cohort design, others are judged at the "
+        "close): bench/results/arrivals.md measured about one round instead of Swiss's three to four after the "
+        "last arrival, at the same calls and Spearman ρ",
     )
     strategy: Strategy | None = Field(
         default="swiss",
@@ -171,10 +179,37 @@ class Cohort(Generic[R]):
     closed_by: ClosedBy | None = None
     closed: float | None = None
     timer: asyncio.TimerHandle | None = None
+    #: the rollout indices of the samples to judge, in the order they arrived
+    order: list[int] = dataclasses.field(default_factory=list)
+    #: set at every arrival to judge and at the close (what :meth:`arrivals` and :meth:`closing` wait on)
+    news: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    judging: bool = False  # its judging task has started
 
     def judged(self) -> list[tuple[int, str]]:
         """The samples to judge, by rollout index."""
         return sorted((i, r) for i, r in self.arrived.items() if r is not None)
+
+    async def arrivals(self) -> AsyncIterator[tuple[int, str]]:
+        """The samples to judge (rollout index, response) as they arrive, from the first; ends once the cohort
+        has closed (incremental judging reads the cohort this way)."""
+        seen = 0
+        while True:
+            while seen < len(self.order):
+                index = self.order[seen]
+                seen += 1
+                response = self.arrived[index]
+                assert response is not None
+                yield index, response
+            if self.closed_by is not None:
+                return
+            self.news.clear()
+            await self.news.wait()
+
+    async def closing(self) -> None:
+        """Wait until the cohort has closed (a judge that needs it whole, under incremental judging)."""
+        while self.closed_by is None:
+            self.news.clear()
+            await self.news.wait()
 
 
 @dataclasses.dataclass(slots=True, frozen=True)
@@ -215,8 +250,10 @@ class Ticket(Generic[R]):
 
 
 class Cohorts(Generic[R]):
-    """The cohorts of one router replica. ``judge(cohort)`` judges a closed cohort's :meth:`Cohort.judged`
-    samples; whatever it returns (or raises) is every caller's outcome."""
+    """The cohorts of one router replica. ``judge(cohort)`` judges a cohort's :meth:`Cohort.judged` samples and
+    returns once it has closed; whatever it returns (or raises) is every caller's outcome. It is called at the
+    close, or with ``settings.incremental`` at the cohort's first sample to judge, so that it can judge while the
+    others arrive (:meth:`Cohort.arrivals`, :meth:`Cohort.closing`)."""
 
     def __init__(
         self,
@@ -342,8 +379,12 @@ class Cohorts(Generic[R]):
         cohort.arrived[index] = sample.response if judged else None
         if judged:
             cohort.rollouts[index] = sample.rollout
+            cohort.order.append(index)
+            cohort.news.set()
             self.waiting += 1
             self.waiting_by[cohort.tenant] += 1
+            if self.settings.incremental and not cohort.judging:
+                self._start(cohort)  # judging begins with the first sample and follows the arrivals
         if len(cohort.arrived) >= cohort.size:
             self._close(cohort, "full")
         return Ticket(cohort, index, now)
@@ -432,23 +473,33 @@ class Cohorts(Generic[R]):
     def _close(self, cohort: Cohort[R], why: ClosedBy) -> None:
         if cohort.closed_by is not None:
             return
+        self._stop(cohort, why)
+        if not cohort.judging:
+            self._start(cohort)
+
+    def _stop(self, cohort: Cohort[R], why: ClosedBy) -> None:
+        """The cohort takes no more samples."""
         cohort.closed_by, cohort.closed = why, self._clock()
+        cohort.news.set()
         if cohort.timer is not None:
             cohort.timer.cancel()
         if self._open.get(cohort.key) is cohort:
             del self._open[cohort.key]
         if cohort.explicit:
             self._closed[cohort.key] = cohort
+
+    def _start(self, cohort: Cohort[R]) -> None:
+        cohort.judging = True
         task = asyncio.get_running_loop().create_task(self._run(cohort))
         self._tasks.add(task)  # the loop keeps only weak references to tasks
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self, cohort: Cohort[R]) -> None:
-        judged = cohort.judged()
-        assert cohort.closed is not None and cohort.closed_by is not None
         failed = True
         try:
-            result = await self._judge(cohort) if judged else None
+            result = await self._judge(cohort) if cohort.order else None
+            if cohort.closed_by is None:
+                raise RuntimeError(f"cohort {cohort.id} was judged before it closed")
         except asyncio.CancelledError:  # shutdown: the callers must not hang
             cohort.done.cancel()
             raise
@@ -456,6 +507,8 @@ class Cohorts(Generic[R]):
             cohort.done.set_exception(exc)
         else:
             failed = False
+            judged = cohort.judged()
+            assert cohort.closed is not None and cohort.closed_by is not None
             cohort.done.set_result(
                 CohortOutcome(
                     cohort_id=cohort.id,
@@ -470,6 +523,9 @@ class Cohorts(Generic[R]):
                 )
             )
         finally:
+            if cohort.closed_by is None:  # judging failed while samples arrived: its callers have the failure
+                self._stop(cohort, "timeout")
+            judged = cohort.judged()
             self.unanswered -= 1
             self.waiting -= len(judged)
             self.unanswered_by[cohort.tenant] -= 1

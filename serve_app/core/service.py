@@ -31,13 +31,14 @@ from deployments.chat import ChatMessage
 from deployments.engine_client import AFFINITY_KEY, JUDGE_TOKENS, JUDGE_VERSIONS, Completion, JudgeCallError
 from deployments.judge import Judge
 from policies.debias import combine_results
-from policies.duplicates import expand_result, group_duplicates
+from policies.duplicates import duplicate_key, expand_result, group_duplicates
 from policies.health import judge_health
+from policies.incremental import select_arriving
 from policies.nemo_gym import RolloutTexts
-from policies.selection import select_best
+from policies.selection import PairwiseCall, PrincipleCall, SelectionConfig, SelectionResult, select_best
 from policies.verdicts import PairwiseResult, PrincipleResult, mean_reward
 from serve_app.config import DEFAULT_TENANT, JUDGE_ROLES, AppConfig, RouterConfig
-from serve_app.core.admission import Admission, Overloaded, TenantLimits, TenantOverloaded
+from serve_app.core.admission import Admission, HeldWhileBusy, Overloaded, TenantLimits, TenantOverloaded
 from serve_app.core.answers import (
     Selected,
     anchored_rewards,
@@ -73,6 +74,7 @@ from serve_app.protocols.genrm_api import (
     RankResponse,
     RewardRequest,
     RewardResponse,
+    SelectionOptions,
     Timings,
 )
 
@@ -293,21 +295,20 @@ class JudgingService:
 
     # ---- one group -----------------------------------------------------------------------------------------
 
-    async def select(self, body: BestOfNRequest, stats: RequestStats, *, admitted: bool = False) -> Selected:
-        """Judge one group of candidates by the request's (or configured) design. ``admitted``: the group is part
-        of work let in already (a batch's group, a complete cohort), so it waits for a slot instead of a 503."""
-        started = time.perf_counter()
-        principles = self.checks.group(body)
-        config = self.checks.selection(body)
-        self.checks.judges_for(config, self.principle is not None, self.pairwise is not None)
-        conversation = body.conversation
-        # Copies are judged once: the selection runs over the distinct texts and is mapped back afterwards.
-        groups = group_duplicates(body.candidates)
-        distinct = [body.candidates[g[0]] for g in groups]
-        candidates: list[str] = distinct
+    def _group_judges(
+        self,
+        stats: RequestStats,
+        conversation: Sequence[ChatMessage],
+        candidates: list[str],
+        principles: Sequence[str],
+        principle_for_pairwise: str | None,
+        hold: Callable[[], contextlib.AbstractAsyncContextManager[object]] = contextlib.nullcontext,
+    ) -> tuple[PairwiseCall | None, PrincipleCall | None]:
+        """The group's judges as the selection calls them, by candidate index into ``candidates`` as that list reads
+        when the call is made (it is filled as the texts are fitted, or as they arrive); each call within
+        ``hold()``."""
         attempts: Tally[tuple[int, int]] = Tally()
-
-        pairwise_judge = None
+        pairwise_judge = principle_judge = None
         if self.pairwise is not None:
             judge = self.pairwise
 
@@ -315,58 +316,78 @@ class JudgingService:
                 attempts[(i, j)] += 1
                 if attempts[(i, j)] > 1:
                     stats.retries["pairwise"] += 1
-                return await self._timed(
-                    stats,
-                    "pairwise",
-                    lambda: judge.compare(conversation, candidates[i], candidates[j], body.principle_for_pairwise),
-                )
+                async with hold():
+                    return await self._timed(
+                        stats,
+                        "pairwise",
+                        lambda: judge.compare(conversation, candidates[i], candidates[j], principle_for_pairwise),
+                    )
 
-        principle_judge = None
         if self.principle is not None:
             pjudge = self.principle
 
             async def principle_judge(k: int) -> list[PrincipleResult]:
-                return await self._timed(
-                    stats, "principle", lambda: pjudge.score(conversation, candidates[k], principles)
-                )
-
-        # Every call of this group carries its prompt as the affinity key: with Serve's ConsistentHashRouter on a
-        # judge deployment, they reach the one replica that holds the prompt in its prefix cache.
-        affinity = AFFINITY_KEY.set(
-            prompt_fingerprint(_prompt_parts(conversation, principles, body.principle_for_pairwise))
-        )
-        try:
-            async with self._admitted(stats, admitted=admitted) as queued_s:
-                prompt_principles = [*principles, *filter(None, [body.principle_for_pairwise])]
-                candidates, cut = await self._fit(conversation, distinct, prompt_principles, "candidate")
-                # A group is judged by one version of each judge: calls that met two (a rolling update of a judge
-                # deployment) are all made again, once; still mixed, the caller retries later.
-                for _attempt in range(2):
-                    versions = JUDGE_VERSIONS.set(set())
-                    try:
-                        result = await asyncio.wait_for(
-                            select_best(len(candidates), pairwise_judge, principle_judge, config, candidates),
-                            self.limits.max_request_s,
-                        )
-                        seen = JUDGE_VERSIONS.get() or set()
-                    finally:
-                        JUDGE_VERSIONS.reset(versions)
-                    if len({model for model, _ in seen}) == len(seen):  # one version per judge model
-                        break
-                    logger.warning("judge versions changed while a group was judged (%s); judging it again", seen)
-                else:
-                    raise self._come_back(
-                        stats, 503, "the judges were being updated while this group was judged; retry shortly"
+                async with hold():
+                    return await self._timed(
+                        stats, "principle", lambda: pjudge.score(conversation, candidates[k], principles)
                     )
-        except TimeoutError:
-            raise self._come_back(
-                stats,
-                503,
-                f"the judges did not finish within {self.limits.max_request_s:g} s (router.max_request_s); retry "
-                f"later or with fewer candidates or a smaller budget",
-            ) from None
+
+        return pairwise_judge, principle_judge
+
+    @contextlib.contextmanager
+    def _affinity(
+        self, conversation: Sequence[ChatMessage], principles: Sequence[str], principle_for_pairwise: str | None
+    ) -> Iterator[None]:
+        """Every call of a group carries its prompt as the affinity key: with Serve's ConsistentHashRouter on a judge
+        deployment, they reach the one replica that holds the prompt in its prefix cache."""
+        key = AFFINITY_KEY.set(prompt_fingerprint(_prompt_parts(conversation, principles, principle_for_pairwise)))
+        try:
+            yield
         finally:
-            AFFINITY_KEY.reset(affinity)
+            AFFINITY_KEY.reset(key)
+
+    async def _one_version(
+        self, stats: RequestStats, judge: Callable[[int], Awaitable[SelectionResult]]
+    ) -> tuple[SelectionResult, set[tuple[str, str]]]:
+        """``judge(attempt)``'s result and the judge versions it met. A group is judged by one version of each
+        judge: calls that met two (a rolling update of a judge deployment) are all made again, once; still mixed,
+        the caller retries later."""
+        for attempt in range(2):
+            versions = JUDGE_VERSIONS.set(set())
+            try:
+                result = await judge(attempt)
+                seen = JUDGE_VERSIONS.get() or set()
+            finally:
+                JUDGE_VERSIONS.reset(versions)
+            if len({model for model, _ in seen}) == len(seen):  # one version per judge model
+                return result, seen
+            logger.warning("judge versions changed while a group was judged (%s); judging it again", seen)
+        raise self._come_back(stats, 503, "the judges were being updated while this group was judged; retry shortly")
+
+    def _too_long(self, stats: RequestStats) -> Refusal:
+        return self._come_back(
+            stats,
+            503,
+            f"the judges did not finish within {self.limits.max_request_s:g} s (router.max_request_s); retry later "
+            f"or with fewer candidates or a smaller budget",
+        )
+
+    def _selected(
+        self,
+        stats: RequestStats,
+        config: SelectionConfig,
+        principles: list[str],
+        judged: tuple[SelectionResult, set[tuple[str, str]]],
+        candidates: Sequence[str],
+        groups: Sequence[Sequence[int]],
+        cut: Sequence[int],
+        started: float,
+        queued_s: float,
+    ) -> Selected:
+        """A selection over the distinct ``candidates`` as judged (``judged``: its result and the judge versions it
+        met), mapped to the group's indices (``groups[u]``: those of distinct candidate u), with its health,
+        timings and provenance; the request's stats filled in."""
+        result, seen = judged
         scores = [c.score for c in sorted(result.candidates, key=lambda c: c.index)]
         health = judge_health(result.comparisons, result.principle_results, scores, [len(t) for t in candidates])
         stats.health = health
@@ -387,11 +408,43 @@ class JudgingService:
                 queued_s=queued_s,
                 judge_queue_s=stats.call_queued_s,
             ),
-            duplicates=[g for g in groups if len(g) > 1],
+            duplicates=[list(g) for g in groups if len(g) > 1],
             truncated=sorted(i for u in cut for i in groups[u]),
             judges=provenance(self.provenance, config, result.principle_calls > 0, dict(sorted(seen))),
             health=health,
         )
+
+    async def select(self, body: BestOfNRequest, stats: RequestStats, *, admitted: bool = False) -> Selected:
+        """Judge one group of candidates by the request's (or configured) design. ``admitted``: the group is part
+        of work let in already (a batch's group, a complete cohort), so it waits for a slot instead of a 503."""
+        started = time.perf_counter()
+        principles = self.checks.group(body)
+        config = self.checks.selection(body)
+        self.checks.judges_for(config, self.principle is not None, self.pairwise is not None)
+        conversation = body.conversation
+        # Copies are judged once: the selection runs over the distinct texts and is mapped back afterwards.
+        groups = group_duplicates(body.candidates)
+        distinct = [body.candidates[g[0]] for g in groups]
+        candidates: list[str] = []
+        pairwise_judge, principle_judge = self._group_judges(
+            stats, conversation, candidates, principles, body.principle_for_pairwise
+        )
+        try:
+            with self._affinity(conversation, principles, body.principle_for_pairwise):
+                async with self._admitted(stats, admitted=admitted) as queued_s:
+                    prompt_principles = [*principles, *filter(None, [body.principle_for_pairwise])]
+                    fitted, cut = await self._fit(conversation, distinct, prompt_principles, "candidate")
+                    candidates.extend(fitted)
+                    judged = await self._one_version(
+                        stats,
+                        lambda _: asyncio.wait_for(
+                            select_best(len(candidates), pairwise_judge, principle_judge, config, candidates),
+                            self.limits.max_request_s,
+                        ),
+                    )
+        except TimeoutError:
+            raise self._too_long(stats) from None
+        return self._selected(stats, config, principles, judged, candidates, groups, cut, started, queued_s)
 
     async def best_of_n(self, body: BestOfNRequest, stats: RequestStats) -> BestOfNResponse:
         return best_of_n_answer(await self.select(body, stats), body.candidates, self.limits.overlong)
@@ -556,23 +609,85 @@ class JudgingService:
             await self._fit(body.conversation, [body.response], prompt_principles, "response")
 
     async def _judge_cohort(self, cohort: Cohort[Selected]) -> Selected:
-        """A closed cohort judged as /v1/rank judges a group, by its rule's design, in a slot that waits instead of
-        refusing."""
+        """A cohort judged as /v1/rank judges a group, by its rule's design, in a slot that waits instead of
+        refusing; under ``router.cohorts.incremental`` a Swiss cohort is judged while its samples arrive
+        (:meth:`_select_arriving`), any other once it has closed."""
         prompt: CohortPrompt = cohort.prompt
-        body = RankRequest.model_validate(
-            {
-                "conversation": prompt.conversation,
-                "candidates": [*filter(None, [prompt.reference]), *(response for _, response in cohort.judged())],
-                "principles": prompt.principles,
-                "principle_for_pairwise": prompt.principle_for_pairwise,
-                **prompt.rule.design,
-            }
-        )
         stats = RequestStats("reward_cohort", tenant=prompt.tenant)
-        selected = await self.select(body, stats, admitted=True)
+        config = self.checks.selection(SelectionOptions.model_validate(prompt.rule.design))
+        if self.limits.cohorts.incremental and config.strategy == "swiss" and self.pairwise is not None:
+            selected = await self._select_arriving(cohort, config, stats)
+        else:
+            await cohort.closing()
+            body = RankRequest.model_validate(
+                {
+                    "conversation": prompt.conversation,
+                    "candidates": [*filter(None, [prompt.reference]), *(response for _, response in cohort.judged())],
+                    "principles": prompt.principles,
+                    "principle_for_pairwise": prompt.principle_for_pairwise,
+                    **prompt.rule.design,
+                }
+            )
+            selected = await self.select(body, stats, admitted=True)
         # After the callers are woken: each Ray metric update costs a few hundred microseconds.
         asyncio.get_running_loop().call_soon(record, self.metrics, stats)
         return selected
+
+    async def _select_arriving(
+        self, cohort: Cohort[Selected], config: SelectionConfig, stats: RequestStats
+    ) -> Selected:
+        """Judge ``cohort`` from its first samples on (:func:`policies.incremental.select_arriving`), as
+        :meth:`select` would judge it complete: copies judged once, texts fitted to the judges, calls in an
+        admission slot (held only while calls are in flight, :class:`HeldWhileBusy`, so a cohort waiting for its
+        rollouts keeps no other request out), one version of each judge (else judged again once, whole), at most
+        ``router.max_request_s`` from the close on. The result is in :meth:`Cohort.judged` order; its latency (the
+        request's stats, ``timings.total_s``) counts from the close, the wait the callers have once the group is
+        there, as for a cohort judged whole."""
+        closed = time.perf_counter()  # set again when the cohort closes
+        prompt: CohortPrompt = cohort.prompt
+        principles = self.checks.principles(prompt.principles)
+        conversation, for_pairwise = prompt.conversation, prompt.principle_for_pairwise
+        prompt_principles = [*principles, *filter(None, [for_pairwise])]
+        candidates: list[str] = []  # the distinct texts as judged, in the order they arrived
+        members: list[list[int]] = []  # the rollout indices of each
+        first: dict[str, int] = {}  # a text's duplicate key -> its index in candidates
+        cut: list[int] = []
+        slot = HeldWhileBusy(lambda: self._admitted(stats, admitted=True))
+        pairwise_judge, principle_judge = self._group_judges(
+            stats, conversation, candidates, principles, for_pairwise, slot.hold
+        )
+        loop = asyncio.get_running_loop()
+
+        async def arrivals() -> AsyncIterator[str]:
+            nonlocal closed
+            async for index, response in cohort.arrivals():
+                key = duplicate_key(response)
+                if key in first:
+                    members[first[key]].append(index)
+                    continue
+                (text,), truncated = await self._fit(conversation, [response], prompt_principles, "candidate")
+                first[key] = len(candidates)
+                cut.extend(len(candidates) for _ in truncated)
+                members.append([index])
+                candidates.append(text)
+                yield text
+            closed = time.perf_counter()
+            deadline.reschedule(loop.time() + self.limits.max_request_s)
+
+        def attempt(again: int) -> Awaitable[SelectionResult]:
+            if again:  # the cohort has closed: judged whole, as select would
+                return select_best(len(candidates), pairwise_judge, principle_judge, config, candidates)
+            return select_arriving(arrivals(), cohort.size, pairwise_judge, principle_judge, config)
+
+        try:
+            with self._affinity(conversation, principles, for_pairwise):
+                async with asyncio.timeout(None) as deadline:
+                    judged = await self._one_version(stats, attempt)
+        except TimeoutError:
+            raise self._too_long(stats) from None
+        position = {index: k for k, (index, _) in enumerate(cohort.judged())}
+        groups = [sorted(position[i] for i in m) for m in members]
+        return self._selected(stats, config, principles, judged, candidates, groups, cut, closed, slot.queued_s)
 
     def owner_of(self, sample: Sample) -> Any:
         """The cohort owner shard that holds ``sample``'s cohort: a stable hash of the cohort key over the owners,

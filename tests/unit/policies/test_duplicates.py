@@ -63,3 +63,17 @@ def test_no_duplicates_leaves_the_result_unchanged() -> None:
     pairwise, principle = _judges({"a": 0.0, "b": 1.0}, ["a", "b"])
     result = asyncio.run(select_best(2, pairwise, principle, SelectionConfig(strategy="knockout")))
     assert expand_result(result, [[0], [1]]) is result
+
+
+def test_groups_in_another_order_reindex_the_result() -> None:
+    """Incremental judging sees candidates in arrival order; the groups then map them to the group's own order."""
+    texts = ["b", "c", "a"]  # arrival order; the group's order is a, b, c
+    quality = {"a": 0.0, "b": 1.0, "c": 2.0}
+    pairwise, principle = _judges(quality, texts)
+    result = asyncio.run(select_best(3, pairwise, principle, SelectionConfig(strategy="round_robin")))
+    mapped = expand_result(result, [[1], [2], [0]])
+    assert mapped.best == 2 and mapped.ranking == [2, 1, 0]
+    assert [c.index for c in mapped.candidates] == [0, 1, 2]
+    assert [r[0].reward for r in mapped.principle_results] == [0.0, 1.0, 2.0]
+    assert {(c.i, c.j) for c in mapped.comparisons} == {(1, 2), (1, 0), (2, 0)}
+    assert expand_result(result, [[0], [1], [2]]) is result

@@ -35,6 +35,7 @@ class Judge:
         self.calls: list[list[str]] = []
 
     async def __call__(self, cohort: Cohort[list[str]]) -> list[str]:
+        await cohort.closing()  # under incremental judging it is called at the first sample
         responses = [r for _, r in cohort.judged()]
         self.calls.append(responses)
         if self.delay_s:
@@ -382,3 +383,67 @@ def test_bookkeeping_costs_well_under_a_millisecond_per_sample() -> None:
 
     per_sample = run(main())
     assert per_sample < 1e-3, f"{per_sample * 1e6:.0f} µs per sample"  # the target; measured: tens of µs
+
+
+class Follower:
+    """An incremental judge: reads the samples as they arrive and answers them in arrival order after the close;
+    ``fail_after`` of them read, it fails instead."""
+
+    def __init__(self, fail_after: int | None = None) -> None:
+        self.fail_after = fail_after
+        self.seen: list[tuple[int, str]] = []
+        self.closed_when_called: list[bool] = []
+
+    async def __call__(self, cohort: Cohort[list[str]]) -> list[str]:
+        self.closed_when_called.append(cohort.closed_by is not None)
+        async for index, response in cohort.arrivals():
+            self.seen.append((index, response))
+            if self.fail_after is not None and len(self.seen) == self.fail_after:
+                raise RuntimeError("the judges are down")
+        return [r for _, r in cohort.judged()]
+
+
+def test_an_incremental_judge_starts_at_the_first_sample_and_reads_the_rest_as_they_arrive() -> None:
+    async def main() -> None:
+        judge = Follower()
+        cohorts = table(judge, incremental=True)
+        cohorts.join(sample("", index=2), judged=False)  # arrived, refused on its own: nothing to judge yet
+        await asyncio.sleep(0)
+        assert judge.closed_when_called == []
+        first = asyncio.ensure_future(ask(cohorts, sample("b", index=1)))
+        await asyncio.sleep(0.01)
+        assert judge.closed_when_called == [False] and judge.seen == [(1, "b")]
+        rest = await asyncio.gather(ask(cohorts, sample("a", index=0)), ask(cohorts, sample("d", index=3)), first)
+        assert judge.seen == [(1, "b"), (0, "a"), (3, "d")]  # arrival order
+        assert [own for own, _ in rest] == ["a", "d", "b"] and rest[0][1].indices == [0, 1, 3]
+        assert (cohorts.unanswered, cohorts.waiting) == (0, 0)
+
+    run(main())
+
+
+def test_without_incremental_judging_the_judge_is_called_at_the_close() -> None:
+    async def main() -> None:
+        judge = Follower()
+        cohorts = table(judge, incremental=False)
+        await asyncio.gather(*(ask(cohorts, sample(f"r{k}")) for k in range(4)))
+        assert judge.closed_when_called == [True] and len(judge.seen) == 4
+
+    run(main())
+
+
+def test_judging_that_fails_while_samples_arrive_stops_the_cohort() -> None:
+    """Its callers get the failure at once; the group's next sample starts a new cohort, which is judged."""
+
+    async def main() -> None:
+        judge = Follower(fail_after=2)
+        cohorts = table(judge, incremental=True)
+        early = [cohorts.join(sample(r)) for r in ("a", "b")]
+        for ticket in early:
+            with pytest.raises(RuntimeError, match="down"):
+                await ticket.outcome()
+        assert (cohorts.unanswered, cohorts.waiting) == (0, 0)
+        judge.fail_after = None
+        again = await asyncio.gather(*(ask(cohorts, sample(r)) for r in ("a", "b", "c", "d")))
+        assert again[0][1].cohort_id != early[0].cohort.id and again[0][1].complete
+
+    run(main())

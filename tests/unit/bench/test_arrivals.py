@@ -71,3 +71,44 @@ def test_a_few_groups_through_both_designs() -> None:
     assert cell.latency("full", 0.5) == pytest.approx(3.0, abs=0.5)
     assert cell.latency("incremental", 0.5) < 1.5
     assert all(-1.0 <= o.rho <= 1.0 for o in cell.full + cell.incremental)
+
+
+def test_the_cpu_run_sends_each_shape_through_a_real_app(tmp_path: Path) -> None:
+    """bench/arrivals_cpu.py's client side against a replica's real app served in process, with stand-in judges
+    (no engine): a judge round measured, each group's rollouts sent in both shapes, answered and reported."""
+    pytest.importorskip("ray.serve", reason="the router's metrics need ray[serve]")
+    from stand_in_judges import QualityClient, served, stand_in_service
+
+    from bench import arrivals_cpu as cpu
+    from serve_app.ingress.asgi import build_api
+
+    app = build_api(stand_in_service({"cohorts": {"group_size": 4}}, QualityClient(delay_s=0.02)))
+    data = [("Name a prime number.", [f"7, quality {q}" for q in (2, 4, 1, 3)])]
+    with served(app) as base:
+        round_s, out = asyncio.run(cpu.one_mode(base, data, "incremental", seed=0))
+    assert round_s >= 0.02
+    assert set(out) == set(cpu.SHAPES)
+    for shape in cpu.SHAPES:
+        (group,) = out[shape]
+        assert group["calls"] == 2 * Swiss().pairs_for(4) and group["closed_by"] == {"full"}
+        assert group["latency_s"] > 0
+        assert cpu.rho(group["rewards"], [2, 4, 1, 3]) > 0.5  # the stand-in prefers the higher quality
+    text = cpu.report({"incremental": (round_s, out), "full Swiss": (round_s, out)}, 1, 4, 0.1)
+    assert "| spread | incremental |" in text and "ρ between modes, straggler: +1.00" in text
+
+
+def test_the_cpu_run_only_switches_incremental_judging(tmp_path: Path) -> None:
+    from bench import arrivals_cpu as cpu
+
+    base = tmp_path / "config.yaml"
+    router = "{max_candidates: 16, cohorts: {strategy: swiss, max_open_cohorts: 9}}"
+    base.write_text(f"applications:\n  - args:\n      router: {router}\n")
+    router = cpu.bench_config(base, False, 8)["applications"][0]["args"]["router"]
+    assert router["max_candidates"] == 16
+    assert router["cohorts"] == {
+        "strategy": "swiss",
+        "max_open_cohorts": 9,
+        "incremental": False,
+        "group_size": 8,
+        "group_timeout_s": 1800,
+    }

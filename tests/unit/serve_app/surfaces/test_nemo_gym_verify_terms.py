@@ -14,19 +14,10 @@ pytest.importorskip("ray.serve", reason="the router's metrics need ray[serve]")
 
 from stand_in_judges import CONVERSATION, OwnerHandle, QualityClient, stand_in_service
 from test_nemo_gym import response_obj
+from test_nemo_gym_lengths import TERMS  # NVIDIA's recipe values
 
 from serve_app.core.service import JudgingService
 from serve_app.ingress.asgi import build_api
-
-#: NVIDIA's recipe values (configs/nemo-gym-recipe.yaml)
-TERMS = {
-    "reasoning_bonus": 0.5,
-    "answer_bonus": 0.5,
-    "top_percentile": 0.2,
-    "group_reasoning_length_penalty_coeff": 0.3,
-    "group_answer_length_penalty_coeff": 0.35,
-    "group_style_penalty_coeff": 0.05,
-}
 
 #: four rollouts of qualities 2, 5, 5, 3 with different reasoning lengths, answer lengths and formatting
 OBJS = [

@@ -28,14 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from live_service import _processes_of, free_port
+from live_service import RAY_START, free_port, node_ports, start_ray_head, stop_processes_of
 
 from serve_app.kuberay.render import pin_resource
 from serve_app.local_service import ROOT, serve_run_process
 
-RAY = str(Path(sys.executable).parent / "ray")
-#: every node: in the foreground (the process stands for the node), on loopback
-COMMON = [RAY, "start", "--block", "--node-ip-address=127.0.0.1", "--disable-usage-stats"]
 ROUTER_RESOURCE = "genrm_router"
 #: the custom resources each kind of node offers (enough for the replicas the tests schedule there)
 NODE_RESOURCES = {
@@ -68,20 +65,6 @@ def fleet_config(port: int, folder: Path) -> Path:
     path = folder / "cpu-fleet-multinode.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path
-
-
-def _node_ports(head: bool) -> list[str]:
-    flags = [
-        "--node-manager-port",
-        "--object-manager-port",
-        "--metrics-export-port",
-        "--dashboard-agent-listen-port",
-        "--dashboard-agent-grpc-port",
-        "--runtime-env-agent-port",
-    ]
-    if head:
-        flags += ["--port", "--dashboard-port", "--ray-client-server-port"]
-    return [f"{flag}={free_port()}" for flag in flags]
 
 
 def descendants(pid: int) -> set[int]:
@@ -131,24 +114,17 @@ class FleetCluster:
         self._known: set[str] = set()  # node ids already handed out by add_node
 
     def _start(self, name: str, command: list[str]) -> None:
-        log = (self.log_dir / f"ray-{name}.log").open("w")
+        log = (self.log_dir / f"ray-fleet-{name}.log").open("w")
         self._logs.append(log)
         env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
         self.nodes[name] = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
 
     def start_head(self) -> None:
-        ports = _node_ports(head=True)
-        port = dict(p.removeprefix("--").split("=") for p in ports)
-        self.address = f"127.0.0.1:{port['port']}"
-        self.dashboard = f"http://127.0.0.1:{port['dashboard-port']}"
         resources = json.dumps({ROUTER_RESOURCE: 100})
-        head = ["--head", f"--temp-dir={self.temp}", "--num-cpus=1", f"--resources={resources}"]
-        self._start("head", [*COMMON, *head, *ports])
-        deadline = time.monotonic() + 180
-        while not (Path(self.temp) / "ray_current_cluster").is_file():
-            if self.nodes["head"].poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the fleet's Ray head did not start")
-            time.sleep(1)
+        flags = ["--num-cpus=1", f"--resources={resources}"]
+        self.nodes["head"], port = start_ray_head(self.temp, self.log_dir / "ray-fleet-head.log", flags)
+        self.address = f"127.0.0.1:{port['--port']}"
+        self.dashboard = f"http://127.0.0.1:{port['--dashboard-port']}"
 
     def add_node(self, role: str, name: str | None = None) -> str:
         """Start a node offering ``role``'s resource; waits until Ray lists it alive. Returns its node id."""
@@ -157,7 +133,8 @@ class FleetCluster:
         name = name or role
         resources = json.dumps(NODE_RESOURCES[role])
         worker = [f"--address={self.address}", "--num-cpus=1", f"--resources={resources}"]
-        self._start(name, [*COMMON, *worker, *_node_ports(head=False)])
+        ports = [f"{flag}={port}" for flag, port in node_ports(head=False).items()]
+        self._start(name, [*RAY_START, "--disable-usage-stats", *worker, *ports])
         resource = pin_resource(role)
         deadline = time.monotonic() + 120
         while True:
@@ -186,11 +163,7 @@ class FleetCluster:
             proc.send_signal(signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=30)
-        for sig, pause in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 0.0)):
-            for pid in _processes_of(self.temp):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, sig)
-            time.sleep(pause)
+        stop_processes_of(self.temp)
         for log in self._logs:
             log.close()
 

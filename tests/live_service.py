@@ -126,61 +126,100 @@ def _processes_of(folder: str) -> list[int]:
     return found
 
 
+#: the ports every Ray node takes (its own free ones, so a cluster the user runs is never joined or disturbed)
+NODE_PORT_FLAGS = (
+    "--node-manager-port",
+    "--object-manager-port",
+    "--metrics-export-port",
+    "--dashboard-agent-listen-port",
+    "--dashboard-agent-grpc-port",
+    "--runtime-env-agent-port",
+)
+#: the ports only a head takes
+HEAD_PORT_FLAGS = ("--port", "--dashboard-port", "--ray-client-server-port")
+RAY_START = [str(Path(sys.executable).parent / "ray"), "start", "--block", "--node-ip-address=127.0.0.1"]
+
+
+def node_ports(head: bool) -> dict[str, int]:
+    """A free port for every flag a node (``head``: a head node) takes."""
+    return {flag: free_port() for flag in (*NODE_PORT_FLAGS, *(HEAD_PORT_FLAGS if head else ()))}
+
+
+def stop_processes_of(temp: str) -> None:
+    """SIGTERM, then SIGKILL, every process of the cluster started with temp folder ``temp``."""
+    for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 0.0)):
+        for pid in _processes_of(temp):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and _processes_of(temp):
+            time.sleep(0.5)
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    with contextlib.suppress(OSError):
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    return "(no log)"
+
+
+def _why_not_started(temp: str, log_path: Path, proc: subprocess.Popen[bytes]) -> str:
+    """What a head that did not start left behind: its exit code, the end of its output, and the end of every
+    non-empty error log of its Ray session (gcs_server.err, raylet.err, dashboard.err, ...)."""
+    state = f"exited with {proc.returncode}" if proc.returncode is not None else "still starting at the deadline"
+    parts = [f"`ray start` {state}; its output ends:\n{_tail(log_path)}"]
+    for err in sorted(Path(temp).glob("session_*/logs/*.err")):
+        if err.stat().st_size:
+            parts.append(f"{err.name} ends:\n{_tail(err, 10)}")
+    return "\n".join(parts)
+
+
+def start_ray_head(
+    temp: str, log_path: Path, flags: list[str], attempts: int = 3
+) -> tuple[subprocess.Popen[bytes], dict[str, int]]:
+    """Start a Ray head (`ray start --head --block`, temp folder ``temp``, extra ``flags``) on free ports; waits
+    until it has written its address. A port can be taken between choosing it and Ray binding it, so a head that
+    does not come up is stopped and started again on new ports, up to ``attempts`` times; the error names what
+    each attempt left behind. Returns the `ray start` process and its ports."""
+    failures = []
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    for attempt in range(1, attempts + 1):
+        ports = node_ports(head=True)
+        command = [*RAY_START, "--head", f"--temp-dir={temp}", "--disable-usage-stats", *flags]
+        command += [f"{flag}={port}" for flag, port in ports.items()]
+        with log_path.open("w") as log:
+            proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 180
+        while proc.poll() is None and time.monotonic() < deadline:
+            if (Path(temp) / "ray_current_cluster").is_file():
+                return proc, ports
+            time.sleep(1)
+        proc.poll()
+        failures.append(f"attempt {attempt} ({' '.join(command)}): {_why_not_started(temp, log_path, proc)}")
+        proc.kill()
+        proc.wait()
+        stop_processes_of(temp)
+    raise RuntimeError("a Ray head did not start:\n" + "\n\n".join(failures))
+
+
 @contextlib.contextmanager
 def own_ray_cluster(num_cpus: int = 2, log_path: Path | None = None) -> Iterator[str]:
     """A Ray head node of the test session's own: its own temp folder and free ports (GCS, dashboard, client
     server, agents, metrics), so it neither joins nor disturbs a cluster the user runs. Yields its GCS address;
     afterwards stops the processes it started, and only those."""
     temp = tempfile.mkdtemp(prefix="genrm-e2e-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
-    flags = [
-        "--port",
-        "--dashboard-port",
-        "--ray-client-server-port",
-        "--dashboard-agent-listen-port",
-        "--dashboard-agent-grpc-port",
-        "--metrics-export-port",
-        "--runtime-env-agent-port",
-        "--node-manager-port",
-        "--object-manager-port",
-    ]
-    ports = {flag: free_port() for flag in flags}
-    command = [
-        str(Path(sys.executable).parent / "ray"),
-        "start",
-        "--head",
-        "--block",
-        "--node-ip-address=127.0.0.1",
-        f"--temp-dir={temp}",
-        f"--num-cpus={num_cpus}",
-        "--disable-usage-stats",
-        *(f"{flag}={port}" for flag, port in ports.items()),
-    ]
-    log = log_path.open("w") if log_path is not None else None
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    proc = subprocess.Popen(command, env=env, stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    address = f"127.0.0.1:{ports['--port']}"
+    log_path = log_path or Path(temp) / "ray-start.log"
+    proc, ports = start_ray_head(temp, log_path, [f"--num-cpus={num_cpus}"])
     try:
-        deadline = time.monotonic() + 180
-        while not (Path(temp) / "ray_current_cluster").is_file():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the test session's Ray head did not start ({' '.join(command)})")
-            time.sleep(1)
-        CLUSTER["address"], CLUSTER["temp_dir"] = address, temp
-        yield address
+        CLUSTER["address"], CLUSTER["temp_dir"] = f"127.0.0.1:{ports['--port']}", temp
+        yield CLUSTER["address"]
     finally:
         CLUSTER.clear()
         proc.send_signal(signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=30)
-        for sig, pause in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 0.0)):
-            for pid in _processes_of(temp):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, sig)
-            time.sleep(pause)
+        stop_processes_of(temp)
         if proc.poll() is None:
             proc.kill()
-        if log is not None:
-            log.close()
 
 
 class LeftRunning:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 from live_service import BASE, CLUSTER, PORT, LeftRunning, connect
 
 
@@ -30,3 +31,19 @@ def test_the_suite_runs_on_a_ray_cluster_of_its_own(service: httpx.Client) -> No
     # the cluster advertises the machine's address; its GCS port is the one the suite chose
     assert ray.get_runtime_context().gcs_address.rsplit(":", 1)[1] == CLUSTER["address"].rsplit(":", 1)[1]
     assert CLUSTER["temp_dir"] not in ("/tmp/ray", "") and "genrm-e2e-" in CLUSTER["temp_dir"]
+
+
+def test_a_head_that_cannot_start_is_retried_and_says_why(tmp_path: Any) -> None:
+    """A head that exits at once (here: a flag Ray refuses) is started again on new ports, and the error carries
+    every attempt's exit and output, so a red run shows why the cluster did not come up."""
+    import re
+
+    from live_service import start_ray_head
+
+    temp = str(tmp_path / "cluster")
+    with pytest.raises(RuntimeError) as failed:
+        start_ray_head(temp, tmp_path / "ray-start.log", ["--num-cpus=two"], attempts=2)
+    message = str(failed.value)
+    assert message.count("exited with") == 2 and "two" in message.split("its output ends:")[1]
+    gcs_ports = re.findall(r"--port=(\d+)", message)
+    assert len(gcs_ports) == 2 and gcs_ports[0] != gcs_ports[1]

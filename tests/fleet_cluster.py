@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from live_service import RAY_START, free_port, node_ports, start_ray_head, stop_processes_of
+from live_service import PAIRWISE_DEPLOYMENT, RAY_START, free_port, node_ports, start_ray_head, stop_processes_of
 
+from deployments.autoscaling import POLICY_PATH
 from serve_app.kuberay.render import pin_resource
 from serve_app.local_service import ROOT, serve_run_process
 
@@ -41,11 +42,32 @@ NODE_RESOURCES = {
 }
 GROUP_SIZE = 4
 OWNERS = 2
+#: the pairwise judge's sequences per replica before its autoscaling policy asks for another replica
+TARGET_SEQUENCES = 2
+
+
+def pairwise_scaling(low: int, high: int) -> dict[str, Any]:
+    """Serve's own per-deployment override that autoscales the pairwise judge on its engines' load
+    (deployments.autoscaling.EngineLoadPolicy) between ``low`` and ``high`` replicas. The policy is the same in
+    every override: a changed policy changes the application's code version, and Serve would then rebuild every
+    deployment, where a change of bounds is a lightweight update of the judge alone."""
+    scaling = {
+        "min_replicas": low,
+        "max_replicas": high,
+        # deprecated in favour of an environment variable that Serve 2.60's replicas do not read yet
+        "metrics_interval_s": 1.0,
+        "look_back_period_s": 2.0,
+        "upscale_delay_s": 0.0,
+        "downscale_delay_s": 5.0,
+        "policy": {"policy_function": POLICY_PATH, "policy_kwargs": {"target_sequences": TARGET_SEQUENCES}},
+    }
+    return {"name": PAIRWISE_DEPLOYMENT, "num_replicas": "auto", "autoscaling_config": scaling}
 
 
 def fleet_config(port: int, folder: Path) -> Path:
     """configs/cpu-fleet.yaml with every judge bundle pinned to its node, the router replicas and cohort owners
-    pinned to the head, and HTTP on ``port``."""
+    pinned to the head, HTTP on ``port``, and the pairwise judge's two replicas held by its autoscaling policy
+    (:func:`pairwise_scaling`), so that the tests can move its bounds."""
     document = yaml.safe_load((ROOT / "configs" / "cpu-fleet.yaml").read_text())
     document["http_options"]["port"] = port
     args = document["applications"][0]["args"]
@@ -62,6 +84,7 @@ def fleet_config(port: int, folder: Path) -> Path:
         "group_timeout_s": 600,
         "strategy": "knockout",
     }
+    document["applications"][0]["deployments"] = [pairwise_scaling(2, 2)]  # two replicas, as the config's
     path = folder / "cpu-fleet-multinode.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path
@@ -176,6 +199,12 @@ class Fleet:
         self.client = client
         self.config = config
         self.log = log
+
+    def scale_pairwise(self, low: int, high: int) -> None:
+        """Bound the pairwise judge's autoscaling to ``low``..``high`` replicas, the rest of the config unchanged."""
+        document = yaml.safe_load(self.config.read_text())
+        document["applications"][0]["deployments"] = [pairwise_scaling(low, high)]
+        self.deploy(document)
 
     def deploy(self, document: dict[str, Any]) -> None:
         """Apply a changed config to the running application, as `serve deploy` does (Serve updates in place what

@@ -7,7 +7,9 @@ pinned to nodes of their own, two router replicas and two cohort owner shards. I
 2. a cohort owner is killed mid-cohort: its waiting callers get a 503 with Retry-After at once, their retries land
    on its replacement, and the other owner's open cohorts close complete;
 3. the pairwise judge scales from two replicas to one during a burst: no call is lost (the replica drains);
-4. the pairwise node is lost without grace: in-flight requests end, its engine processes are gone, ``/readyz``
+4. the pairwise judge autoscales on its engine's load (Serve's autoscaler with deployments.autoscaling's policy):
+   a burst starts a second replica, idle engines bring it back to one;
+5. the pairwise node is lost without grace: in-flight requests end, its engine processes are gone, ``/readyz``
    names the pairwise judge; a replacement node joins and the same application serves again.
 """
 
@@ -19,8 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
-from fleet_cluster import GROUP_SIZE, OWNERS, Fleet, alive, descendants
+from fleet_cluster import GROUP_SIZE, OWNERS, TARGET_SEQUENCES, Fleet, alive, descendants
 from live_service import CONVERSATION, PAIRWISE_DEPLOYMENT, PRINCIPLE_DEPLOYMENT, alive_actors
 
 from deployments.autoscaling import ENGINE_SEQUENCES
@@ -39,11 +40,13 @@ def replicas(deployment: str) -> list[Any]:
     return [a for a in alive_actors(ray.get_runtime_context().gcs_address) if a.class_name == name]
 
 
-def running(deployment: str) -> int:
+def running(deployment: str, starting: bool = False) -> int:
+    """The deployment's running replicas (with ``starting``: also those Serve is starting) as Serve counts them."""
     from ray import serve
 
     states = serve.status().applications[APP].deployments[deployment].replica_states
-    return sum(n for state, n in states.items() if str(state).endswith("RUNNING"))
+    wanted = ("RUNNING", "STARTING") if starting else ("RUNNING",)
+    return sum(n for state, n in states.items() if str(state).endswith(wanted))
 
 
 def wait_for(condition: Any, timeout_s: float, what: str, pause_s: float = 1.0) -> None:
@@ -147,15 +150,11 @@ def test_losing_a_cohort_owner_loses_only_its_cohorts(fleet: Fleet) -> None:
 
 
 def test_scaling_the_pairwise_judge_down_during_a_burst_loses_no_call(fleet: Fleet) -> None:
-    # Serve's own per-deployment override, as on KubeRay: the application's args stay the same, so nothing but the
-    # judge's replica count changes (a lightweight update)
-    smaller = yaml.safe_load(fleet.config.read_text())
-    smaller["applications"][0]["deployments"] = [{"name": PAIRWISE_DEPLOYMENT, "num_replicas": 1}]
     routers_before = {a.actor_id for a in replicas("Router")}
     with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
         burst = [pool.submit(best_of_n, fleet.client, 100 + k) for k in range(6)]
         time.sleep(4)  # the burst's calls are on both replicas
-        fleet.deploy(smaller)
+        fleet.scale_pairwise(1, 1)  # a lightweight update of the judge alone
         wait_for(lambda: len(replicas(PAIRWISE_DEPLOYMENT)) == 1, 400, "the pairwise judge down to one replica")
         answers = [f.result(timeout=900) for f in burst]
     for r in answers:
@@ -163,6 +162,39 @@ def test_scaling_the_pairwise_judge_down_during_a_burst_loses_no_call(fleet: Fle
         assert r.json()["failed_calls"] == 0, r.text  # the replica that left finished its calls first
     assert {a.actor_id for a in replicas("Router")} == routers_before  # only the judge's replica count changed
     assert best_of_n(fleet.client, 200).status_code == 200
+
+
+def test_the_pairwise_judge_autoscales_on_its_engines_load(fleet: Fleet) -> None:
+    """Serve's autoscaler with the judges' own policy (deployments.autoscaling.EngineLoadPolicy): a burst's
+    sequences in the engine exceed one replica's target, so Serve starts a second replica; once the engines are
+    idle it goes back to one. The handle calls Serve would count by default are batches: only the engine's count
+    (``engine_sequences``, reported by the replica) drives it."""
+    from ray import serve
+
+    assert running(PAIRWISE_DEPLOYMENT) == 1  # the previous test left one replica
+    routers_before = {a.actor_id for a in replicas("Router")}
+    fleet.scale_pairwise(1, 2)
+    time.sleep(5)  # idle engines: one replica stays (the policy never goes below one)
+    assert running(PAIRWISE_DEPLOYMENT) == 1 and len(replicas(PAIRWISE_DEPLOYMENT)) == 1
+    judge = serve.get_deployment_handle(PAIRWISE_DEPLOYMENT, app_name=APP)
+    load: list[float] = []  # the engine's sequences, as the replica reports them to Serve
+    most = 1  # the most replicas Serve ran or started during the burst
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        burst = [pool.submit(best_of_n, fleet.client, 300 + k) for k in range(8)]
+        while not all(f.done() for f in burst):
+            load.append(judge.record_autoscaling_stats.remote().result()[ENGINE_SEQUENCES])
+            most = max(most, running(PAIRWISE_DEPLOYMENT, starting=True))
+            time.sleep(0.5)
+        answers = [f.result() for f in burst]
+    assert max(load) > TARGET_SEQUENCES, load  # what Serve scales on: more sequences than one replica's target
+    assert most == 2, (most, load)  # ... and it did, to the maximum
+    for r in answers:
+        assert r.status_code == 200 and r.json()["failed_calls"] == 0, r.text
+    # idle again: down to one replica (it drains first), within the downscale delay and a few control loops
+    wait_for(lambda: len(replicas(PAIRWISE_DEPLOYMENT)) == 1, 300, "the idle pairwise judge back to one replica")
+    fleet.scale_pairwise(1, 1)  # one replica again for the next test
+    wait_for(lambda: running(PAIRWISE_DEPLOYMENT) == 1, 120, "one running pairwise replica")
+    assert {a.actor_id for a in replicas("Router")} == routers_before  # the judge alone changed
 
 
 def _readiness(client: httpx.Client) -> dict[str, Any]:

@@ -27,10 +27,11 @@ def test_calls_sent_together_form_a_round_until_the_last_answer() -> None:
     assert ar.rounds_of(calls) == [1.5, 1.25]
 
 
-def test_the_paired_interval_is_the_mean_and_1_96_standard_errors() -> None:
+def test_the_paired_interval_is_the_mean_and_t_standard_errors() -> None:
     mean, half = ar.paired_ci([0.1, -0.1, 0.3, 0.1])
     assert mean == pytest.approx(0.1)
-    assert half == pytest.approx(1.96 * 0.16329931618554522 / 2)
+    assert half == pytest.approx(3.182446305284263 * 0.16329931618554522 / 2)  # t(0.975, 3 degrees of freedom)
+    assert ar.paired_ci([0.0, 1.0] * 5000)[1] == pytest.approx(1.96 * 0.5 / 100, rel=1e-3)  # normal for many
     assert math.isnan(ar.paired_ci([0.2])[1])
 
 
@@ -93,8 +94,11 @@ def test_the_cpu_run_sends_each_shape_through_a_real_app(tmp_path: Path) -> None
         assert group["calls"] == 2 * Swiss().pairs_for(4) and group["closed_by"] == {"full"}
         assert group["latency_s"] > 0
         assert cpu.rho(group["rewards"], [2, 4, 1, 3]) > 0.5  # the stand-in prefers the higher quality
-    text = cpu.report({"incremental": (round_s, out), "full Swiss": (round_s, out)}, 1, 4, 0.1)
-    assert "| spread | incremental |" in text and "ρ between modes, straggler: +1.00" in text
+    twice = {shape: groups * 2 for shape, groups in out.items()}  # two groups, so the paired interval exists
+    text = cpu.report({"incremental": (round_s, twice), "full Swiss": (round_s, twice)}, 2, 4, 0.1)
+    assert "| spread | incremental |" in text
+    assert "- straggler: Δρ vs labels (incremental − full Swiss, paired per group) +0.00 ± 0.00" in text
+    assert "ρ between the modes' rewards +1.00" in text
 
 
 def test_the_cpu_run_only_switches_incremental_judging(tmp_path: Path) -> None:

@@ -8,8 +8,9 @@ Starts a Ray cluster of its own (own temp folder, random ports; nothing else on 
 same burst of new groups:
 
 * ``single``: the pairwise judge as one replica with the fleet's whole KV cache (``--single-kv-mib``, default
-  twice ``--kv-mib``) and both its engines' threads: the hit rate a fleet would reach if its replicas shared one
-  cache (with one replica's cache it would thrash like the default router, and be no reference);
+  twice ``--kv-mib``), both its engines' threads and the fleet's whole ``max_ongoing_requests``: the hit rate a
+  fleet would reach if its replicas shared one cache (with one replica's cache it would thrash like the default
+  router, and be no reference);
 * ``default``: two replicas, ``request_router_config`` removed (Serve's PowerOfTwoChoices router);
 * ``affinity``: two replicas as configured (``ConsistentHashRouter`` keyed by the group's prompt).
 
@@ -47,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.prefix_cache import CANDIDATES, long_conversation
@@ -119,7 +121,11 @@ def variant_args(document: Mapping[str, Any], variant: str, kv_mib: int, single_
     ) * 2**20
     deployment = llm.setdefault("deployment_config", {})
     if variant == "single":
+        replicas = deployment.get("num_replicas", 1)
         deployment["num_replicas"] = 1
+        # the fleet's batches in flight: a replica's bound is its share of them (see configs/cpu-fleet.yaml)
+        if "max_ongoing_requests" in deployment:
+            deployment["max_ongoing_requests"] *= replicas
         # the two fleet engines' threads (Ray gives each half-CPU engine one), so that the reference is not slower
         llm.setdefault("runtime_env", {}).setdefault("env_vars", {})["OMP_NUM_THREADS"] = "2"
     elif variant == "default":
@@ -473,6 +479,14 @@ def _calls_per_ray_call(o: Outcome) -> str:
     return f"{o.total.finished / ray_calls:.1f}" if ray_calls else "-"
 
 
+def pairwise_bound(config: Path) -> int | str:
+    """The pairwise judge's ``max_ongoing_requests`` in ``config``: the batches a replica takes before the affinity
+    router sends a group's calls to the fallback replica."""
+    document = yaml.safe_load(config.read_text())
+    deployment = document["applications"][0]["args"]["pairwise"]["hosted"]["llm_config"].get("deployment_config", {})
+    return deployment.get("max_ongoing_requests", "Serve's default")
+
+
 def report(args: argparse.Namespace, outcomes: Sequence[Outcome], burst: Shape, replay: Mapping[str, int]) -> str:
     half = args.groups // 2
     kv, single_kv = burst.kv_tokens(args.kv_mib), burst.kv_tokens(args.single_kv_mib)
@@ -481,7 +495,8 @@ def report(args: argparse.Namespace, outcomes: Sequence[Outcome], burst: Shape, 
         "# Prefix-cache affinity on the CPU fleet (bench/fleet_bench.py)",
         "",
         f"`python -m bench.fleet_bench --groups {args.groups} --rollouts {args.rollouts} --turns {args.turns} "
-        f"--strategy {args.strategy} --kv-mib {args.kv_mib} --single-kv-mib {args.single_kv_mib}` on `{config}`.",
+        f"--strategy {args.strategy} --kv-mib {args.kv_mib} --single-kv-mib {args.single_kv_mib}` on `{config}` "
+        f"(each pairwise replica's `max_ongoing_requests`: {pairwise_bound(args.config)}).",
         "",
         f"Machine: {cpu_model()}, {os.cpu_count()} cores, **shared with other work running at the same time**: the "
         "variants ran one after another in one run (in the order of the table) and are compared with each other, "

@@ -82,6 +82,8 @@ def test_variants_differ_only_in_replicas_router_and_kv_cache() -> None:
     assert [llm[v]["engine_kwargs"]["kv_cache_memory_bytes"] for v in fb.VARIANTS] == [1280 * 2**20, *[640 * 2**20] * 2]
     assert all("VLLM_CPU_KVCACHE_SPACE" not in llm[v]["runtime_env"]["env_vars"] for v in fb.VARIANTS)
     assert [llm[v]["runtime_env"]["env_vars"].get("OMP_NUM_THREADS") for v in fb.VARIANTS] == ["2", None, None]
+    # the single replica's bound on batches in flight is the whole fleet's
+    assert [llm[v]["deployment_config"]["max_ongoing_requests"] for v in fb.VARIANTS] == [16, 8, 8]
     original = document["applications"][0]["args"]["pairwise"]["hosted"]["llm_config"]
     assert "request_router_config" in original["deployment_config"]  # the document itself is left as it was
     assert original["runtime_env"]["env_vars"]["VLLM_CPU_KVCACHE_SPACE"] == "1"

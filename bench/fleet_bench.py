@@ -48,7 +48,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.prefix_cache import CANDIDATES, long_conversation
@@ -479,15 +478,16 @@ def _calls_per_ray_call(o: Outcome) -> str:
     return f"{o.total.finished / ray_calls:.1f}" if ray_calls else "-"
 
 
-def pairwise_bound(config: Path) -> int | str:
-    """The pairwise judge's ``max_ongoing_requests`` in ``config``: the batches a replica takes before the affinity
-    router sends a group's calls to the fallback replica."""
-    document = yaml.safe_load(config.read_text())
-    deployment = document["applications"][0]["args"]["pairwise"]["hosted"]["llm_config"].get("deployment_config", {})
-    return deployment.get("max_ongoing_requests", "Serve's default")
+def pairwise_bound(document: Mapping[str, Any]) -> int | str:
+    """The pairwise judge's ``max_ongoing_requests`` in the config ``document``: the batches a replica takes before
+    the affinity router sends a group's calls to the fallback replica."""
+    llm = document["applications"][0]["args"]["pairwise"]["hosted"]["llm_config"]
+    return llm.get("deployment_config", {}).get("max_ongoing_requests", "Serve's default")
 
 
-def report(args: argparse.Namespace, outcomes: Sequence[Outcome], burst: Shape, replay: Mapping[str, int]) -> str:
+def report(
+    args: argparse.Namespace, outcomes: Sequence[Outcome], burst: Shape, replay: Mapping[str, int], bound: int | str
+) -> str:
     half = args.groups // 2
     kv, single_kv = burst.kv_tokens(args.kv_mib), burst.kv_tokens(args.single_kv_mib)
     config = args.config.relative_to(ROOT) if args.config.is_relative_to(ROOT) else args.config
@@ -496,7 +496,7 @@ def report(args: argparse.Namespace, outcomes: Sequence[Outcome], burst: Shape, 
         "",
         f"`python -m bench.fleet_bench --groups {args.groups} --rollouts {args.rollouts} --turns {args.turns} "
         f"--strategy {args.strategy} --kv-mib {args.kv_mib} --single-kv-mib {args.single_kv_mib}` on `{config}` "
-        f"(each pairwise replica's `max_ongoing_requests`: {pairwise_bound(args.config)}).",
+        f"(each pairwise replica's `max_ongoing_requests`: {bound}).",
         "",
         f"Machine: {cpu_model()}, {os.cpu_count()} cores, **shared with other work running at the same time**: the "
         "variants ran one after another in one run (in the order of the table) and are compared with each other, "
@@ -653,7 +653,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(Exception):
             serve.shutdown()
         ray.shutdown()  # stops the cluster this process started, and only it
-    text = report(args, outcomes, burst, replay)
+    text = report(args, outcomes, burst, replay, pairwise_bound(document))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)

@@ -63,6 +63,12 @@ class ServeRun:
         self.client = client
 
 
+def local_ray_env(**extra: str) -> dict[str, str]:
+    """This process's environment for a Ray or Serve command on a cluster of this machine (no auth token), with
+    ``extra`` variables."""
+    return {**os.environ, "RAY_AUTH_MODE": "disabled", **extra}
+
+
 @contextlib.contextmanager
 def serve_run_process(
     config: str | Path = "config.yaml",
@@ -74,7 +80,7 @@ def serve_run_process(
     """``config`` is relative to the project root (or absolute); ``log_path`` receives `serve run`'s output.
     ``port``: serve HTTP there instead of the config's port (a copy of the config with that ``http_options.port``
     is run); ``address``: deploy on that Ray cluster instead of the one `serve run` would find or start."""
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT)}
+    env = local_ray_env(PYTHONPATH=str(ROOT))
     serve_cli = Path(sys.executable).parent / "serve"
     log = log_path.open("w") if log_path is not None else None
     base = BASE

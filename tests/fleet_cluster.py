@@ -28,11 +28,18 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from live_service import PAIRWISE_DEPLOYMENT, RAY_START, free_port, node_ports, start_ray_head, stop_processes_of
+from live_service import (
+    PAIRWISE_DEPLOYMENT,
+    RAY_START,
+    free_port,
+    node_ports,
+    start_ray_head,
+    stop_processes_of,
+)
 
 from deployments.autoscaling import POLICY_PATH
 from serve_app.kuberay.render import pin_resource
-from serve_app.local_service import ROOT, serve_run_process
+from serve_app.local_service import ROOT, local_ray_env, serve_run_process
 
 ROUTER_RESOURCE = "genrm_router"
 #: the custom resources each kind of node offers (enough for the replicas the tests schedule there)
@@ -139,8 +146,7 @@ class FleetCluster:
     def _start(self, name: str, command: list[str]) -> None:
         log = (self.log_dir / f"ray-fleet-{name}.log").open("w")
         self._logs.append(log)
-        env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-        self.nodes[name] = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        self.nodes[name] = subprocess.Popen(command, env=local_ray_env(), stdout=log, stderr=subprocess.STDOUT)
 
     def start_head(self) -> None:
         resources = json.dumps({ROUTER_RESOURCE: 100})
@@ -157,7 +163,7 @@ class FleetCluster:
         resources = json.dumps(NODE_RESOURCES[role])
         worker = [f"--address={self.address}", "--num-cpus=1", f"--resources={resources}"]
         ports = [f"{flag}={port}" for flag, port in node_ports(head=False).items()]
-        self._start(name, [*RAY_START, "--disable-usage-stats", *worker, *ports])
+        self._start(name, [*RAY_START, *worker, *ports])
         resource = pin_resource(role)
         deadline = time.monotonic() + 120
         while True:
@@ -212,8 +218,8 @@ class Fleet:
         path = self.config.with_name("cpu-fleet-update.yaml")
         path.write_text(yaml.safe_dump(document, sort_keys=False))
         serve_cli = str(Path(sys.executable).parent / "serve")
-        env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT)}
-        subprocess.run([serve_cli, "deploy", str(path), "--address", self.cluster.dashboard], env=env, check=True)
+        command = [serve_cli, "deploy", str(path), "--address", self.cluster.dashboard]
+        subprocess.run(command, env=local_ray_env(PYTHONPATH=str(ROOT)), check=True)
 
 
 @contextlib.contextmanager

@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from serve_app.local_service import CONVERSATION, ROOT, serve_run
+from serve_app.local_service import CONVERSATION, ROOT, local_ray_env, serve_run
 from serve_app.local_service import cpu_default_args as cpu_args
 from serve_app.local_service import cpu_default_model_folder as smollm2_folder
 
@@ -137,7 +137,13 @@ NODE_PORT_FLAGS = (
 )
 #: the ports only a head takes
 HEAD_PORT_FLAGS = ("--port", "--dashboard-port", "--ray-client-server-port")
-RAY_START = [str(Path(sys.executable).parent / "ray"), "start", "--block", "--node-ip-address=127.0.0.1"]
+RAY_START = [
+    str(Path(sys.executable).parent / "ray"),
+    "start",
+    "--block",
+    "--node-ip-address=127.0.0.1",
+    "--disable-usage-stats",
+]
 
 
 def node_ports(head: bool) -> dict[str, int]:
@@ -181,13 +187,12 @@ def start_ray_head(
     does not come up is stopped and started again on new ports, up to ``attempts`` times; the error names what
     each attempt left behind. Returns the `ray start` process and its ports."""
     failures = []
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     for attempt in range(1, attempts + 1):
         ports = node_ports(head=True)
-        command = [*RAY_START, "--head", f"--temp-dir={temp}", "--disable-usage-stats", *flags]
+        command = [*RAY_START, "--head", f"--temp-dir={temp}", *flags]
         command += [f"{flag}={port}" for flag, port in ports.items()]
         with log_path.open("w") as log:
-            proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(command, env=local_ray_env(), stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 180
         while proc.poll() is None and time.monotonic() < deadline:
             if (Path(temp) / "ray_current_cluster").is_file():

@@ -23,9 +23,11 @@ light tenant's p50 is measured alone (no heavy load, the same arrivals) and unde
 within 1.5× of alone. Configurations compared: the judge lane's ``max_inflight_calls`` (None, the default: every call
 goes to the engine, whose own queue is first come first served; 128: the engine's ``max_num_seqs``, so the router's
 fair lane decides who is next; 32 and 16: smaller batches, faster steps, less throughput), and, at 128, one without
-``router.tenants`` (one queue for both jobs).
+``router.tenants`` (one queue for both jobs). Then the heavy tenant's own limits tightened under load (capacity stays
+the service's): ``max_judge_calls`` keeps its calls in the engine's batch few (a small batch steps fast), and
+``max_concurrent_requests`` below the router's keeps admission slots free for the light tenant.
 
-    python -m bench.tenant_fairness [--paths rank reward] [--lanes none 128 32 16] [--light-requests 100]
+    python -m bench.tenant_fairness [--paths rank reward] [--lanes none 128 32 16 none/16/24] [--light-requests 100]
 
 Writes bench/results/tenant_fairness.md (and .json).
 """
@@ -42,7 +44,7 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -117,7 +119,8 @@ def arrivals(rate: float, count: int, rng: random.Random) -> list[float]:
     return times
 
 
-def config(lane: int | None, tenants: bool) -> AppConfig:
+def config(lane: int | None, tenants: bool, heavy: Mapping[str, int] | None = None) -> AppConfig:
+    """``heavy``: the heavy tenant's limits that differ from ``HEAVY_LIMITS`` (``max_judge_calls``, say)."""
     endpoint = {"endpoint": {"base_url": "http://unused/v1", "model": sim.FleetClient.model, "tokenizer": "unused"}}
     router: dict[str, Any] = {
         "selection": {"strategy": "circular", "swap": False, "use_principle": False},
@@ -129,7 +132,7 @@ def config(lane: int | None, tenants: bool) -> AppConfig:
     }
     if tenants:
         router["tenants"] = [
-            {"name": "heavy", "token_env": "GENRM_TOKEN_HEAVY", **HEAVY_LIMITS},
+            {"name": "heavy", "token_env": "GENRM_TOKEN_HEAVY", **HEAVY_LIMITS, **(heavy or {})},
             {"name": "light", "token_env": "GENRM_TOKEN_LIGHT"},
         ]
     pairwise = {**endpoint, "call_timeout_s": 1e9, "max_call_s": 1e9, "max_inflight_calls": lane}
@@ -139,13 +142,15 @@ def config(lane: int | None, tenants: bool) -> AppConfig:
 class Bench:
     """One service over one simulated replica, on its own virtual clock; the two tenants' senders."""
 
-    def __init__(self, path: Path_, lane: int | None, tenants: bool, seed: int) -> None:
+    def __init__(
+        self, path: Path_, lane: int | None, tenants: bool, seed: int, heavy: Mapping[str, int] | None = None
+    ) -> None:
         self.path = path
         self.tenants = tenants
         self.client = sim.FleetClient(1, "default", seed)
         self.metrics = TenantTokens()
         judge = PairwiseJudge(self.client, PairwiseSettings(prompt_format="rendered", structured_output="compact"))
-        self.service = JudgingService(config(lane, tenants), Judges(pairwise=judge), metrics=self.metrics)
+        self.service = JudgingService(config(lane, tenants, heavy), Judges(pairwise=judge), metrics=self.metrics)
         self.rng = random.Random(seed)
         self.sent = 0
 
@@ -240,6 +245,7 @@ class Run:
 
     path: str
     lane: int | None
+    heavy_limits: dict[str, int]  # the heavy tenant's limits that differ from HEAVY_LIMITS
     tenants: bool
     heavy_rate: float  # groups per second offered
     light_rate: float
@@ -254,6 +260,7 @@ def mixed(
     path: Path_,
     lane: int | None,
     *,
+    heavy_limits: Mapping[str, int] | None = None,
     tenants: bool,
     heavy_rate: float,
     light_rate: float,
@@ -265,7 +272,7 @@ def mixed(
     wall = time.perf_counter()
 
     async def main() -> Run:
-        bench = Bench(path, lane, tenants, seed)
+        bench = Bench(path, lane, tenants, seed, heavy_limits)
         await bench.ready()
         loop = asyncio.get_running_loop()
         light, heavy = TenantLoad(), TenantLoad()
@@ -313,6 +320,7 @@ def mixed(
         return Run(
             path=path,
             lane=lane,
+            heavy_limits=dict(heavy_limits or {}),
             tenants=tenants,
             heavy_rate=heavy_rate,
             light_rate=light_rate,
@@ -335,6 +343,7 @@ class Case:
 
     path: str
     lane: int | None
+    heavy_limits: dict[str, int]  # the heavy tenant's limits that differ from HEAVY_LIMITS
     capacity: float  # groups per second
     alone: Run
     loaded: Run
@@ -345,17 +354,39 @@ class Case:
         return percentile(self.loaded.light.latencies, 0.5) / percentile(self.alone.light.latencies, 0.5)
 
 
-def measure(path: Path_, lane: int | None, light_groups: int, one_queue: bool, seed: int = 0) -> Case:
+def measure(
+    path: Path_,
+    lane: int | None,
+    light_groups: int,
+    one_queue: bool,
+    seed: int = 0,
+    heavy_limits: Mapping[str, int] | None = None,
+) -> Case:
+    """``heavy_limits`` override the heavy tenant's under load; capacity is the service's with ``HEAVY_LIMITS``, so
+    what tighter limits cost shows in the heavy tenant's share of it."""
     cap = capacity(path, lane, seed)
     rates = {"heavy_rate": HEAVY_FACTOR * cap, "light_rate": LIGHT_FACTOR * cap, "light_groups": light_groups}
     alone = mixed(path, lane, tenants=True, **{**rates, "heavy_rate": 0.0}, seed=seed)
-    loaded = mixed(path, lane, tenants=True, **rates, seed=seed)
+    loaded = mixed(path, lane, heavy_limits=heavy_limits, tenants=True, **rates, seed=seed)
     fifo = mixed(path, lane, tenants=False, **rates, seed=seed) if one_queue else None
-    return Case(path, lane, cap, alone, loaded, fifo)
+    return Case(path, lane, dict(heavy_limits or {}), cap, alone, loaded, fifo)
 
 
 def _lane(lane: int | None) -> str:
     return "none (default)" if lane is None else str(lane)
+
+
+def _heavy(limits: Mapping[str, int]) -> str:
+    limits = {**HEAVY_LIMITS, **limits}
+    return ", ".join(f"`{k}` {v}" for k, v in limits.items() if k != "max_queued_requests")
+
+
+def setup(spec: str) -> tuple[int | None, dict[str, int]]:
+    """``LANE[/CALLS[/RUNNING]]``: the lane's max_inflight_calls ('none'), and the heavy tenant's max_judge_calls
+    and max_concurrent_requests under load."""
+    lane, *heavy = spec.split("/")
+    names = ("max_judge_calls", "max_concurrent_requests")
+    return (None if lane == "none" else int(lane)), {k: int(v) for k, v in zip(names, heavy, strict=False)}
 
 
 def step_s(batch: float) -> float:
@@ -416,17 +447,19 @@ def report(cases: Sequence[Case], cpu: str, light_groups: int, elapsed_s: float)
         "",
         f"Simulated on {cpu} in {elapsed_s / 60:.1f} min of wall-clock time. Times are virtual.",
         "",
-        "| path | lane `max_inflight_calls` | capacity (groups/min) | light p50 alone (min) | light p50 under load "
-        "(min) | ratio | target | engine step ratio | rest | light refusals | heavy sent | heavy 429 | heavy 503 | "
-        "heavy groups/min (of capacity) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| path | lane `max_inflight_calls` | heavy tenant's limits under load | capacity (groups/min) | "
+        "light p50 alone "
+        "(min) | light p50 under load (min) | ratio | target | engine step ratio | rest | light refusals | heavy sent "
+        "| heavy 429 | heavy 503 | heavy groups/min (of capacity) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for case in cases:
         loaded = case.loaded
         step_ratio = step_s(loaded.mean_batch) / step_s(case.alone.mean_batch)
         lines.append(
-            f"| `/v1/{case.path}` | {_lane(case.lane)} | {case.capacity * 60:.2f} | "
-            f"{_minutes(case.alone.light.latencies, 0.5)} | {_minutes(loaded.light.latencies, 0.5)} | "
+            f"| `/v1/{case.path}` | {_lane(case.lane)} | {_heavy(case.heavy_limits)} | "
+            f"{case.capacity * 60:.2f} | {_minutes(case.alone.light.latencies, 0.5)} | "
+            f"{_minutes(loaded.light.latencies, 0.5)} | "
             f"{case.ratio:.2f}× | {verdict(case.ratio)} | {step_ratio:.2f}× | {case.ratio / step_ratio:.2f}× | "
             f"{_refusals(loaded.light)} | "
             f"{loaded.heavy.sent} | {loaded.heavy.refused[429]} | {loaded.heavy.refused[503]} | "
@@ -458,6 +491,8 @@ def report(cases: Sequence[Case], cpu: str, light_groups: int, elapsed_s: float)
         "|---|---|---|---|---|---|---|",
     ]
     for case in cases:
+        if case.heavy_limits:
+            continue  # the same tokens per group as without the cap
         for name, load in (("heavy", case.loaded.heavy), ("light", case.loaded.light)):
             used = case.loaded.tokens[name]
             # every group judged counts, the heavy tenant's last ones too (answered after the window)
@@ -471,7 +506,8 @@ def report(cases: Sequence[Case], cpu: str, light_groups: int, elapsed_s: float)
 def summary(cases: Sequence[Case]) -> list[dict[str, Any]]:
     out = []
     for case in cases:
-        row: dict[str, Any] = {"path": case.path, "lane": case.lane, "capacity_per_min": case.capacity * 60}
+        row: dict[str, Any] = {"path": case.path, "lane": case.lane, "heavy_limits": case.heavy_limits}
+        row["capacity_per_min"] = case.capacity * 60
         for name in ("alone", "loaded", "one_queue"):
             run = getattr(case, name)
             if run is None:
@@ -496,18 +532,25 @@ def summary(cases: Sequence[Case]) -> list[dict[str, Any]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--paths", nargs="+", default=["rank", "reward"], choices=["rank", "reward"])
-    parser.add_argument("--lanes", nargs="+", default=["none", "128", "32", "16"], help="max_inflight_calls ('none')")
+    parser.add_argument(
+        "--lanes",
+        nargs="+",
+        default=["none", "128", "32", "16", "none/24", "none/24/24", "none/20/20", "none/16/24"],
+        help="the lane's max_inflight_calls ('none'), then optionally /the heavy tenant's max_judge_calls and "
+        "/max_concurrent_requests under load",
+    )
     parser.add_argument("--light-requests", type=int, default=100, help="light groups per run")
     parser.add_argument("--out", type=Path, default=RESULTS / "tenant_fairness.md")
     args = parser.parse_args(argv)
     # a truncated call degrades its group's answer, and the router warns each time: thousands of lines here
     logging.getLogger("genrm_ensemble.router").setLevel(logging.ERROR)
-    lanes = [None if lane == "none" else int(lane) for lane in args.lanes]
+    setups = [setup(spec) for spec in args.lanes]
     started = time.perf_counter()
     cases = []
     for path in args.paths:
-        for lane in lanes:
-            case = measure(path, lane, args.light_requests, one_queue=lane == sim.MAX_NUM_SEQS)
+        for lane, heavy_limits in setups:
+            one_queue = lane == sim.MAX_NUM_SEQS and not heavy_limits
+            case = measure(path, lane, args.light_requests, one_queue, heavy_limits=heavy_limits)
             print(json.dumps(summary([case])[0]), flush=True)
             cases.append(case)
     args.out.write_text(report(cases, cpu_model(), args.light_requests, time.perf_counter() - started))

@@ -1,7 +1,7 @@
 """Tenant fairness on the CPU default's real engine: a light job's latency while a heavy job offers twice what the
 service can do.
 
-    python -m bench.tenant_fairness_cpu [--phase-s 180] [--rollouts 4]
+    python -m bench.tenant_fairness_cpu [--phase-s 180] [--rollouts 4] [--heavy-judge-calls 4]
 
 The companion of bench/tenant_fairness.py (a simulation of a GPU replica): here the requests go over HTTP to
 `serve run config.yaml` (SmolLM2-135M-Instruct on vLLM's CPU build) with two tenants of equal weight, each its own
@@ -16,7 +16,8 @@ order (one pairwise call per rollout, the principle judge off), as in the simula
    sent again after their Retry-After (as the project's client does) and its latency counts from the first attempt.
 
 Target (issue): the light tenant's p50 under load within 1.5× of its p50 alone — the target is set on simulated
-judges; this reports what the CPU default does. Writes bench/results/tenant_fairness_cpu.md.
+judges; this reports what the CPU default does. ``--heavy-judge-calls`` gives the heavy tenant a ``max_judge_calls``
+(its calls in the engine's batch at most). Writes bench/results/tenant_fairness_cpu.md.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ CAPACITY_OUTSTANDING = 16
 HEAVY_LIMITS = {"max_concurrent_requests": 8, "max_queued_requests": 8}
 
 
-def bench_config(base: Path) -> dict[str, Any]:
+def bench_config(base: Path, heavy_judge_calls: int | None = None) -> dict[str, Any]:
     """``base`` with two tenants, the circular design in one order and no principle judge."""
     document = yaml.safe_load(base.read_text())
     args = document["applications"][0]["args"]
@@ -55,7 +56,7 @@ def bench_config(base: Path) -> dict[str, Any]:
     router.pop("auth_token", None)
     router.pop("auth_token_env", None)
     router["tenants"] = [
-        {"name": "heavy", "token_env": TOKENS["heavy"], **HEAVY_LIMITS},
+        {"name": "heavy", "token_env": TOKENS["heavy"], **HEAVY_LIMITS, "max_judge_calls": heavy_judge_calls},
         {"name": "light", "token_env": TOKENS["light"]},
     ]
     router["selection"] = {**router.get("selection", {}), "strategy": "circular", "swap": False}
@@ -154,11 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rollouts", type=int, default=4)
     parser.add_argument("--capacity-s", type=float, default=60.0)
     parser.add_argument("--phase-s", type=float, default=180.0)
+    parser.add_argument("--heavy-judge-calls", type=int, default=None, help="the heavy tenant's max_judge_calls")
     parser.add_argument("--out", type=Path, default=RESULTS / "tenant_fairness_cpu.md")
     args = parser.parse_args(argv)
     for tenant, env in TOKENS.items():
         os.environ.setdefault(env, f"bench-{tenant}-token")
-    document = bench_config(Path(ROOT, args.config))
+    document = bench_config(Path(ROOT, args.config), args.heavy_judge_calls)
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=ROOT, prefix=".tenant-bench-") as f:
         yaml.safe_dump(document, f)
         f.flush()
@@ -176,11 +178,15 @@ def main(argv: list[str] | None = None) -> int:
             "# Tenant fairness on the CPU default (bench/tenant_fairness_cpu.py)",
             "",
             f"`python -m bench.tenant_fairness_cpu --rollouts {args.rollouts} --capacity-s {args.capacity_s:.0f} "
-            f"--phase-s {args.phase_s:.0f}` on `{args.config}` with two tenants of equal weight. Machine: "
+            f"--phase-s {args.phase_s:.0f}"
+            + (f" --heavy-judge-calls {args.heavy_judge_calls}" if args.heavy_judge_calls else "")
+            + f"` on `{args.config}` with two tenants of equal weight. Machine: "
             f"{cpu_model()}, {os.cpu_count()} cores; SmolLM2-135M-Instruct on vLLM's CPU build, the pairwise judge "
             f"only. Each request: one `/v1/rank` group of {args.rollouts} rollouts, circular design in one order "
             f"({args.rollouts} judge calls). The heavy tenant's limits: {HEAVY_LIMITS['max_concurrent_requests']} "
-            f"running + {HEAVY_LIMITS['max_queued_requests']} queued; the router's: 32 + 64.",
+            f"running + {HEAVY_LIMITS['max_queued_requests']} queued"
+            + (f", at most {args.heavy_judge_calls} judge calls in flight" if args.heavy_judge_calls else "")
+            + "; the router's: 32 + 64.",
             "",
             f"Capacity, measured first ({CAPACITY_OUTSTANDING} groups outstanding for {args.capacity_s:.0f} s): "
             f"**{cap * 60:.1f} groups/min**. The light tenant sends {LIGHT_FACTOR:.0%} of it, the heavy tenant "

@@ -220,6 +220,13 @@ class TenantConfig(BaseModel):
         default=None, ge=1, description="its requests judged at once per router replica (None: only the router's)"
     )
     max_queued_requests: int = Field(default=0, ge=0, description="its requests waiting beyond those; more get 429")
+    max_judge_calls: int | None = Field(
+        default=None,
+        ge=1,
+        description="its calls in flight to each judge per router replica, even when the judge has room for more "
+        "(None: any free slot): what it leaves free keeps the engines' batches small and a slot open for the other "
+        "tenants, at the cost of its own throughput",
+    )
 
 
 class RouterConfig(BaseModel):

@@ -43,11 +43,15 @@ class FairSlots:
     a contended stretch each backlogged tenant is granted slots in proportion to its weight (``weights``, default
     1), and a tenant that was idle starts level with the others instead of behind a backlog; first come first
     served within a tenant and between equal tags. A cancelled waiter leaves no trace; a slot granted to a waiter
-    cancelled at that moment is passed on."""
+    cancelled at that moment is passed on. ``caps``: a tenant holds at most that many slots even when more are free,
+    so the rest stay free for the others (a reserve, paid for in that tenant's throughput)."""
 
-    def __init__(self, capacity: int, weights: Mapping[str, float] | None = None) -> None:
+    def __init__(
+        self, capacity: int, weights: Mapping[str, float] | None = None, caps: Mapping[str, int] | None = None
+    ) -> None:
         self.capacity = capacity
         self.weights = dict(weights or {})
+        self.caps = dict(caps or {})
         self.held: collections.Counter[str] = collections.Counter()
         self._free = capacity
         self._waiting: dict[str, collections.deque[tuple[int, asyncio.Future[None]]]] = {}
@@ -69,13 +73,17 @@ class FairSlots:
         self._free -= 1
         self.held[tenant] += 1
 
+    def _capped(self, tenant: str) -> bool:
+        return tenant in self.caps and self.held[tenant] >= self.caps[tenant]
+
     def _grant(self) -> None:
         while self._free > 0:
             for tenant in [t for t, q in self._waiting.items() if not q]:
                 del self._waiting[tenant]
-            if not self._waiting:
+            eligible = [t for t in self._waiting if not self._capped(t)]
+            if not eligible:
                 return
-            tenant = min(self._waiting, key=lambda t: (self._tag(t), self._waiting[t][0][0]))
+            tenant = min(eligible, key=lambda t: (self._tag(t), self._waiting[t][0][0]))
             _, future = self._waiting[tenant].popleft()
             if future.done():  # cancelled while waiting
                 continue
@@ -83,7 +91,11 @@ class FairSlots:
             self._take(tenant)
 
     async def acquire(self, tenant: str = DEFAULT_TENANT) -> None:
-        if self._free > 0 and not self.waiting:
+        if (
+            self._free > 0
+            and not self._capped(tenant)
+            and not any(q and not self._capped(t) for t, q in self._waiting.items())
+        ):
             self._take(tenant)
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()

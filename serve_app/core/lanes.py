@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -47,8 +48,8 @@ class CallTiming:
 
 
 class JudgeLane:
-    """One judge's calls: a bounded number in flight, shared fairly between tenants (``weights``), and the time of
-    its last answer."""
+    """One judge's calls: a bounded number in flight, shared fairly between tenants (``weights``), each tenant at
+    most its ``caps`` in flight, and the time of its last answer."""
 
     def __init__(
         self,
@@ -57,11 +58,13 @@ class JudgeLane:
         max_inflight: int | None = None,
         max_call_s: float | None = None,
         weights: Mapping[str, float] | None = None,
+        caps: Mapping[str, int] | None = None,
     ):
         self.name = name
         self.silence_s = silence_s
         self.max_call_s = max_call_s if max_call_s is not None else 10 * silence_s
-        self._slots = FairSlots(max_inflight, weights) if max_inflight else None
+        # with tenant caps but no lane bound, the lane still counts each tenant's calls (an unbounded capacity)
+        self._slots = FairSlots(max_inflight or sys.maxsize, weights, caps) if max_inflight or caps else None
         self.max_inflight = max_inflight
         self.inflight = 0
         self.waiting = 0

@@ -159,13 +159,14 @@ class JudgingService:
         }
         self.admission = Admission(self.limits.max_concurrent_requests, self.limits.max_queued_requests, tenants)
         weights = {name: t.weight for name, t in tenants.items()}
+        call_caps = {t.name: t.max_judge_calls for t in self.limits.tenants if t.max_judge_calls is not None}
         self.principle = judges.principle
         self.pairwise = judges.pairwise
         self.budgets = judges.budgets
         # Token counting is CPU work: one thread keeps it off the event loop and never shares a tokenizer.
         self._tokenizing = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize")
         self.lanes = {
-            role: JudgeLane(role, cfg.call_timeout_s, cfg.max_inflight_calls, cfg.max_call_s, weights)
+            role: JudgeLane(role, cfg.call_timeout_s, cfg.max_inflight_calls, cfg.max_call_s, weights, call_caps)
             for role in JUDGE_ROLES
             if (cfg := getattr(self.config, role)) is not None
         }

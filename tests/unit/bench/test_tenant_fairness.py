@@ -55,3 +55,22 @@ def test_a_short_run_keeps_the_light_tenant_ahead_of_the_heavy_backlog(monkeypat
     assert one_queue_p50 > 2 * tf.percentile(loaded.light.latencies, 0.5)  # what the tenants buy
     text = tf.report([case], "test CPU", 12, 1.0)
     assert "| `/v1/rank` | 128 |" in text and "Without `router.tenants`" in text
+
+
+def test_a_setup_names_the_lane_and_the_heavy_tenants_limits() -> None:
+    assert tf.setup("none") == (None, {})
+    assert tf.setup("32") == (32, {})
+    assert tf.setup("none/16") == (None, {"max_judge_calls": 16})
+    assert tf.setup("none/16/24") == (None, {"max_judge_calls": 16, "max_concurrent_requests": 24})
+
+
+def test_the_heavy_tenants_judge_call_cap_keeps_the_engines_batch_small(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Short answers again: capped at 4 calls, the heavy tenant leaves the replica's batch at most those and the
+    light tenant's few; the report names the limits."""
+    monkeypatch.setattr(sim, "MEDIAN_TOKENS", 64.0)
+    monkeypatch.setattr(sim, "MAX_TOKENS", 128)
+    limits = {"max_judge_calls": 4, "max_concurrent_requests": 24}
+    case = tf.measure("rank", None, light_groups=6, one_queue=False, heavy_limits=limits)
+    assert case.loaded.light.answered == 6 and case.loaded.heavy.throughput > 0
+    assert case.loaded.mean_batch <= 4 + 2 * tf.ROLLOUTS
+    assert "`max_concurrent_requests` 24, `max_judge_calls` 4 |" in tf.report([case], "test CPU", 6, 1.0)

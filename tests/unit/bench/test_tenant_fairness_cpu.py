@@ -20,6 +20,9 @@ def test_the_bench_config_is_the_cpu_default_with_two_tenants(monkeypatch: pytes
     assert tenants["heavy"].max_concurrent_requests == tfc.HEAVY_LIMITS["max_concurrent_requests"]
     selection = config.router.selection
     assert selection.strategy == "circular" and not selection.swap and not selection.use_principle
+    assert tenants["heavy"].max_judge_calls is None
+    capped = AppConfig.model_validate(tfc.bench_config(ROOT / "config.yaml", 4)["applications"][0]["args"])
+    assert {t.name: t.max_judge_calls for t in capped.router.tenants} == {"heavy": 4, "light": None}
 
 
 def test_groups_differ_and_have_the_rollouts_asked_for() -> None:

@@ -263,30 +263,73 @@ async def _hold(admission: Admission, tenant: str) -> None:
         await asyncio.sleep(10)
 
 
+def test_a_capped_tenant_leaves_the_judge_room_for_the_others() -> None:
+    """``max_judge_calls``: heavy holds at most 2 calls of an unbounded lane, however many it has; light's call is
+    sent at once."""
+
+    async def main() -> tuple[int, float]:
+        lane = JudgeLane("pairwise", silence_s=30, caps={"heavy": 2})
+        most = 0
+        light_waited = -1.0
+
+        async def call(tenant: str) -> None:
+            nonlocal most, light_waited
+            queued = asyncio.get_running_loop().time()
+
+            async def work() -> None:
+                nonlocal most, light_waited
+                if tenant == "light":
+                    light_waited = asyncio.get_running_loop().time() - queued
+                most = max(most, lane.inflight)
+                await asyncio.sleep(0.02)
+
+            await lane.call(work, tenant=tenant)
+
+        heavy = [asyncio.ensure_future(call("heavy")) for _ in range(6)]
+        await asyncio.sleep(0)
+        await asyncio.gather(*heavy, call("light"))
+        return most, light_waited
+
+    most, light_waited = asyncio.run(main())
+    assert most == 3  # two of heavy's and light's
+    assert 0 <= light_waited < 0.01
+
+
+def test_a_tenants_judge_call_cap_comes_from_its_config(tokens: dict[str, str]) -> None:
+    router = {"tenants": [{**TENANTS[0], "max_judge_calls": 3}, TENANTS[1]]}
+    service = stand_in_service(router)
+    lanes = service.lanes.values()
+    assert lanes and all(lane._slots is not None and lane._slots.caps == {"heavy": 3} for lane in lanes)
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     capacity=st.integers(1, 4),
     plan=st.lists(st.tuples(st.sampled_from("abc"), st.booleans()), min_size=1, max_size=25),
+    cap=st.one_of(st.none(), st.integers(1, 3)),
 )
-def test_fair_slots_never_exceed_capacity_and_serve_every_waiter(capacity: int, plan: list[tuple[str, bool]]) -> None:
-    """Whatever arrives, and whichever waiters are cancelled: never more holders than slots, every waiter that was
-    not cancelled gets a slot, and all slots are free at the end."""
+def test_fair_slots_never_exceed_capacity_and_serve_every_waiter(
+    capacity: int, plan: list[tuple[str, bool]], cap: int | None
+) -> None:
+    """Whatever arrives, and whichever waiters are cancelled: never more holders than slots nor, for a capped
+    tenant (a), than its cap; every waiter that was not cancelled gets a slot, and all slots are free at the end."""
 
     async def main() -> None:
-        slots = FairSlots(capacity, {"a": 1.0, "b": 2.0, "c": 0.5})
-        holders = 0
+        slots = FairSlots(capacity, {"a": 1.0, "b": 2.0, "c": 0.5}, {"a": cap} if cap is not None else None)
+        holders: dict[str, int] = {t: 0 for t in "abc"}
         served = 0
 
         async def one(tenant: str) -> None:
-            nonlocal holders, served
+            nonlocal served
             async with slots.slot(tenant):
-                holders += 1
+                holders[tenant] += 1
                 try:
-                    assert holders <= capacity
+                    assert sum(holders.values()) <= capacity
+                    assert cap is None or holders["a"] <= cap
                     await asyncio.sleep(0.001)
                     served += 1
                 finally:
-                    holders -= 1
+                    holders[tenant] -= 1
 
         tasks = [(asyncio.ensure_future(one(t)), cancel) for t, cancel in plan]
         await asyncio.sleep(0)

@@ -2,10 +2,11 @@
 
 RL trainers need a reward for every rollout, so the measure is the Spearman correlation between the rewards a
 design returns and the rollouts' latent quality, in the standard simulation (bench/simulated_judges.py; base judge:
-single-call accuracy ~0.73, first-position bias b = 0.5). NVIDIA's RLHF design — circular pairs in one order, reward
-= mean individual score with the 3.5 − ranking tie-break (:mod:`policies.nemo_gym`) — is measured beside ours.
+single-call accuracy ~0.73, first-position bias b = 0.5) and its frozen variants, among them judges fitted to real
+both-order verdicts (bench/judge_fit.py). NVIDIA's RLHF design — circular pairs in one order, reward = mean
+individual score with the 3.5 − ranking tie-break (:mod:`policies.nemo_gym`) — is measured beside ours.
 
-    python -m bench.rank_quality [--trials 300] [--sizes 8 16]
+    python -m bench.rank_quality [--trials 300] [--sizes 8 16] [--variants base judgebench_o1_mini ...]
 
 Writes bench/results/rank_quality.md.
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
-from bench.simulated_judges import VARIANTS, SimulatedJudges
+from bench.simulated_judges import VARIANTS, JudgeModel, SimulatedJudges
 from policies.selection import SelectionConfig, select_best
 
 RESULTS = Path(__file__).parent / "results"
@@ -78,10 +79,11 @@ def designs() -> dict[str, Design]:
     }
 
 
-async def cell(design: Design, n: int, trials: int, seed: int) -> tuple[float, float, float]:
+async def cell(
+    design: Design, n: int, trials: int, seed: int, model: JudgeModel = VARIANTS["base"]
+) -> tuple[float, float, float]:
     """(mean Spearman ρ, its standard error, mean pairwise calls) over ``trials`` groups."""
     rhos, calls = [], []
-    model = VARIANTS["base"]
     for t in range(trials):
         quality = np.random.default_rng([seed, n, t]).normal(size=n)
         judges = SimulatedJudges(quality, model, np.random.default_rng([seed, n, t, 1]))
@@ -92,30 +94,44 @@ async def cell(design: Design, n: int, trials: int, seed: int) -> tuple[float, f
     return float(np.mean(rhos)), float(np.std(rhos) / np.sqrt(trials)), float(np.mean(calls))
 
 
+def _describe(model: JudgeModel) -> str:
+    parts = [f"s {model.strength:g}", f"b {model.bias:g}", f"noise {model.noise}"]
+    if model.pair_noise:
+        parts.append(f"pair's share of the noise ρ {model.pair_noise:g}")
+    if model.parse_failure:
+        parts.append(f"{model.parse_failure:.0%} of calls unreadable")
+    return ", ".join(parts)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=300)
     parser.add_argument("--sizes", type=int, nargs="+", default=[8, 16])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     args = parser.parse_args(argv)
     lines = [
         "# Rank quality per judge call",
         "",
         f"`python -m bench.rank_quality --trials {args.trials}`: Spearman ρ between each design's rewards and the "
-        "rollouts' latent quality, base simulated judge, the same groups and noise for every design.",
+        "rollouts' latent quality, per simulated judge (bench/simulated_judges.py's variants, two of them fitted to "
+        "real both-order verdicts: [judge_fit.md](judge_fit.md)), the same groups and noise for every design.",
     ]
-    for n in args.sizes:
-        lines += [
-            "",
-            f"N = {n}",
-            "",
-            "| design | Spearman ρ | pairwise calls | ρ per 10 calls |",
-            "|---|---:|---:|---:|",
-        ]
-        for name, design in designs().items():
-            rho, se, calls = asyncio.run(cell(design, n, args.trials, args.seed))
-            lines.append(f"| {name} | {rho:.3f} ± {se:.3f} | {calls:.1f} | {10 * rho / calls:.3f} |")
-            print(lines[-1], flush=True)
+    for variant in args.variants:
+        model = VARIANTS[variant]
+        lines += ["", f"## `{variant}`: {_describe(model)}"]
+        for n in args.sizes:
+            lines += [
+                "",
+                f"N = {n}",
+                "",
+                "| design | Spearman ρ | pairwise calls | ρ per 10 calls |",
+                "|---|---:|---:|---:|",
+            ]
+            for name, design in designs().items():
+                rho, se, calls = asyncio.run(cell(design, n, args.trials, args.seed, model))
+                lines.append(f"| {name} | {rho:.3f} ± {se:.3f} | {calls:.1f} | {10 * rho / calls:.3f} |")
+                print(variant, lines[-1], flush=True)
     text = "\n".join(lines) + "\n"
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "rank_quality.md").write_text(text)

@@ -11,8 +11,14 @@ perception quantised at −1.5, −0.5, 0.5, 1.5 onto 1..5. The principle judge 
 With s = 0.707 and b = 0.5 one call picks the better response ~73% of the time, and the two orders of a pair
 agree ~60% of the time — close to published LLM judges.
 
-Variants: the bias b, heavy-tailed noise (Student-t with 3 degrees of freedom, scaled to unit variance), and a
-share of calls that fail to parse.
+Variants: the bias b, heavy-tailed noise (Student-t with 3 degrees of freedom, scaled to unit variance), a share
+of calls that fail to parse, and judges fitted to real both-order verdicts (``FITTED``, bench/judge_fit.py). Those
+need one more term: a share ρ of the noise belongs to the pair, drawn once per pair and repeated, with its sign, in
+both orders and on every call — a real judge that misreads a pair misreads it either way:
+
+    m = s·(q_first − q_second) + b + u_pair + ε,      u_pair ~ N(0, ρ),  ε ~ N(0, 1 − ρ)
+
+(split between the two perceptions as ±u/2, so the helpfulness scores carry it too).
 """
 
 from __future__ import annotations
@@ -37,7 +43,18 @@ class JudgeModel:
     bias: float = 0.5  # b: added to the first-shown response's margin
     noise: str = "normal"  # "normal" | "t3" (heavy-tailed) | "none"
     parse_failure: float = 0.0  # share of calls whose answer cannot be read
+    pair_noise: float = 0.0  # ρ: share of the noise's variance drawn once per pair, the same in both orders
 
+
+#: Fitted by bench/judge_fit.py to the published JudgeBench judgments (both orders per pair) and frozen here; its
+#: report (bench/results/judge_fit.md) says whether a refit still gives these.
+FITTED = {
+    # o1-mini (Arena-Hard prompt), an LLM judge: stronger than the base judge at JudgeBench's difficulty, less biased
+    # to the first position, a third of its noise the pair's own
+    "judgebench_o1_mini": JudgeModel(name="judgebench_o1_mini", strength=0.759, bias=0.198, pair_noise=0.327),
+    # Skywork-Reward-Gemma-2-27B, a reward model: the same verdict in both orders (its noise all the pair's), no bias
+    "judgebench_skywork_rm": JudgeModel(name="judgebench_skywork_rm", strength=0.394, bias=-0.016, pair_noise=0.995),
+}
 
 VARIANTS = {
     "base": JudgeModel(),
@@ -45,6 +62,7 @@ VARIANTS = {
     "strong_bias": JudgeModel(name="strong_bias", bias=1.5),
     "heavy_tail": JudgeModel(name="heavy_tail", noise="t3"),
     "parse_fail_10": JudgeModel(name="parse_fail_10", parse_failure=0.10),
+    **FITTED,
 }
 
 
@@ -65,6 +83,7 @@ class SimulatedJudges:
         self.rng = rng
         self.pairwise_calls = 0
         self.principle_calls = 0
+        self._pair_errors: dict[tuple[int, int], float] = {}
 
     def _noise(self, scale: float) -> float:
         if self.model.noise == "none":
@@ -73,14 +92,25 @@ class SimulatedJudges:
             return float(self.rng.standard_t(3) / np.sqrt(3.0) * scale)
         return float(self.rng.normal(0.0, scale))
 
+    def _pair_error(self, first: int, second: int) -> float:
+        """u for this order of the pair: drawn once per pair (for the lower index first), negated when swapped."""
+        if self.model.pair_noise <= 0:
+            return 0.0
+        key = (min(first, second), max(first, second))
+        if key not in self._pair_errors:
+            self._pair_errors[key] = float(self.rng.normal(0.0, np.sqrt(self.model.pair_noise)))
+        return self._pair_errors[key] if first < second else -self._pair_errors[key]
+
     def _fails(self) -> bool:
         return self.model.parse_failure > 0 and bool(self.rng.random() < self.model.parse_failure)
 
     async def pairwise(self, first: int, second: int) -> PairwiseResult:
         self.pairwise_calls += 1
         s, b = self.model.strength, self.model.bias
-        p1 = s * self.quality[first] + b / 2 + self._noise(np.sqrt(0.5))
-        p2 = s * self.quality[second] - b / 2 + self._noise(np.sqrt(0.5))
+        u = self._pair_error(first, second)
+        call = np.sqrt(0.5 * (1.0 - self.model.pair_noise))  # each perception's own noise
+        p1 = s * self.quality[first] + b / 2 + u / 2 + self._noise(call)
+        p2 = s * self.quality[second] - b / 2 - u / 2 + self._noise(call)
         if self._fails():
             return PairwiseResult(failure="simulated parse failure", raw_text="<unreadable>")
         verdict = PairVerdict(

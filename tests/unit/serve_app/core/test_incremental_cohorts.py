@@ -174,3 +174,31 @@ def test_other_reward_rules_are_judged_once_the_cohort_closed() -> None:
     assert before == 0  # anchored: every rollout against the reference, once the group is there
     assert [r.status_code for r in responses] == [200] * 3, [r.text for r in responses]
     assert [r.json()["reward"] for r in responses] == [-1.5, 1.5, -1.5]  # its margin over the reference
+
+
+def test_a_judge_update_while_a_cohort_is_open_never_mixes_two_versions_in_it() -> None:
+    """The first three rollouts are judged by v1 while the cohort waits; then the judge is updated (a rolling
+    update of its deployment after a config change) and the last rollout arrives. The cohort's verdicts would mix
+    v1 and v2: it is judged again, whole, on v2, and every answer says v2 and is one cohort closed full."""
+    version = {"now": "v1"}
+    client = QualityClient(delay_s=0.01, version=lambda _: version["now"])
+    qualities = [3, 8, 1, 6]
+
+    async def go(http: httpx.AsyncClient, svc: JudgingService) -> tuple[int, list[httpx.Response]]:
+        early = [asyncio.ensure_future(http.post("/v1/reward", json=body(q))) for q in qualities[:-1]]
+        await settle(client)
+        on_v1 = judged(client)
+        version["now"] = "v2"
+        last = await http.post("/v1/reward", json=body(qualities[-1]))
+        return on_v1, [*(await asyncio.gather(*early)), last]
+
+    on_v1, responses = run(go, cohort(4), client)
+    assert on_v1 > 0  # the cohort was being judged on v1 when the update came
+    assert [r.status_code for r in responses] == [200] * 4, [r.text for r in responses]
+    out = [r.json() for r in responses]
+    assert {tuple(o["provenance"]["judge_versions"].items()) for o in out} == {(("stand-in", "v2"),)}
+    assert len({o["cohort_id"] for o in out}) == 1 and {o["closed_by"] for o in out} == {"full"}
+    assert judged(client) >= on_v1 + out[0]["pairwise_calls"]  # the v1 verdicts were thrown away, not reused
+    assert [o["rank"] for o in sorted(out, key=lambda o: -o["reward"])] == [1, 2, 3, 4]
+    best = max(out, key=lambda o: o["reward"])
+    assert best["candidate"]["losses"] == 0

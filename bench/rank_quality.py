@@ -17,27 +17,40 @@ import argparse
 import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from scipy.stats import spearmanr
 
 from bench.simulated_judges import VARIANTS, JudgeModel, SimulatedJudges
+from policies.position_bias import PositionBiasPool
 from policies.selection import SelectionConfig, select_best
 
 RESULTS = Path(__file__).parent / "results"
 Design = Callable[[int, SimulatedJudges, int], Awaitable[tuple[list[float], int]]]
 
 
-def ours(strategy: str, swap: bool = True, budget: float | None = None) -> Design:
+def ours(
+    strategy: str, swap: bool = True, budget: float | None = None, position: Literal["no", "group", "pooled"] = "no"
+) -> Design:
+    """``position``: fit the first-position advantage per group (its prior the configured one) or with the prior
+    pooled over the groups judged before, as a router replica pools its judge's (policies.position_bias)."""
+    pool = PositionBiasPool()
+
     async def run(n: int, judges: SimulatedJudges, seed: int) -> tuple[list[float], int]:
+        prior = {"position_bias_prior": pool.mean, "position_bias_alpha": pool.prior_alpha(0.5)}
         config = SelectionConfig(
             strategy=strategy,  # type: ignore[arg-type]
             swap=swap,
             use_principle=False,
             seed=seed,
+            fit_position_bias=position != "no",
+            **(prior if position == "pooled" else {}),
             **({"max_pairwise_calls": int(budget * n)} if budget else {}),
         )
         result = await select_best(n, judges.pairwise, None, config)
+        if (bias := result.position_bias) is not None and bias.group_estimate is not None and bias.group_stderr:
+            pool.add(bias.group_estimate, bias.group_stderr**2)
         by_index = sorted(result.candidates, key=lambda c: c.index)
         return [c.score for c in by_index], result.pairwise_calls
 
@@ -69,6 +82,10 @@ def designs() -> dict[str, Design]:
     return {
         "NVIDIA circular, 1 order, mean score (NeMo-Gym)": nvidia_circular(),
         "circular, 1 order, Bradley–Terry": ours("circular", swap=False),
+        "circular, 1 order, + position bias (pooled)": ours("circular", swap=False, position="pooled"),
+        "swiss, 1 order": ours("swiss", swap=False),
+        "swiss, 1 order, + position bias (per group)": ours("swiss", swap=False, position="group"),
+        "swiss, 1 order, + position bias (pooled)": ours("swiss", swap=False, position="pooled"),
         "circular + swap": ours("circular"),
         "knockout + swap": ours("knockout"),
         "swiss + swap": ours("swiss"),

@@ -127,10 +127,12 @@ def _objective_parts(
     mu: NDArray[np.float64],
     dz: NDArray[np.float64] | None = None,
     gamma: float = 0.0,
+    beta_mean: NDArray[np.float64] | None = None,
 ) -> tuple[float, NDArray[np.float64], NDArray[np.float64]]:
     """Value, gradient and Hessian at ``params`` = θ (n entries) followed by β (one per column of ``dz``).
 
-    ``dz[k]`` is z_a − z_b of observation k; None (no covariates) leaves ``params`` = θ.
+    ``dz[k]`` is z_a − z_b of observation k; None (no covariates) leaves ``params`` = θ. β's ridge is centred on
+    ``beta_mean`` (zero when None).
     """
     n = len(mu)
     theta = params[:n]
@@ -156,8 +158,9 @@ def _objective_parts(
     np.add.at(hess, (obs.b, obs.a), -curvature)
     if dz is None:
         return value, grad, hess
-    value += gamma * float(np.sum(beta**2))
-    grad = np.concatenate([grad, dz.T @ g_pair + 2.0 * gamma * beta])
+    offset = beta - beta_mean if beta_mean is not None else beta
+    value += gamma * float(np.sum(offset**2))
+    grad = np.concatenate([grad, dz.T @ g_pair + 2.0 * gamma * offset])
     # Cross terms: d²/dθ_a dβ = curvature · dz, and minus that for θ_b.
     cross = np.zeros((n, dz.shape[1]))
     np.add.at(cross, obs.a, curvature[:, None] * dz)
@@ -178,6 +181,7 @@ def fit(
     covariates: NDArray[np.float64] | None = None,
     covariate_diffs: NDArray[np.float64] | None = None,
     covariate_alpha: float = 0.01,
+    covariate_prior_mean: Sequence[float] | None = None,
 ) -> BTFit:
     """MAP Bradley–Terry strengths for ``n`` items (see the module docstring for the objective).
 
@@ -186,7 +190,9 @@ def fit(
     ridge ``covariate_alpha`` (> 0); whether β is identifiable from the design is the caller's question
     (:func:`policies.style.fittable_features`) — the ridge only keeps the fit finite. ``covariate_diffs``
     (shape (K, p), one z_a − z_b per observation) is the same term for observations whose features are their
-    own rather than their items' (items that stand for a class of responses across prompts).
+    own rather than their items' (items that stand for a class of responses across prompts), or that belong to
+    the call rather than to either item (the first position: :mod:`policies.position_bias`).
+    ``covariate_prior_mean`` centres β's ridge: γ·‖β − β₀‖² (default β₀ = 0).
     """
     if n < 1:
         raise ValueError("need at least one item")
@@ -217,9 +223,14 @@ def fit(
     if dz is not None:
         if covariate_alpha <= 0:
             raise ValueError("covariate_alpha must be > 0")
-        params = np.concatenate([mu, np.zeros(dz.shape[1])])
+        beta_mean = np.zeros(dz.shape[1]) if covariate_prior_mean is None else np.asarray(covariate_prior_mean, float)
+        if beta_mean.shape != (dz.shape[1],):
+            raise ValueError(f"covariate_prior_mean must have shape ({dz.shape[1]},)")
+        params = np.concatenate([mu, beta_mean])
+    else:
+        beta_mean = None
 
-    value, grad, hess = _objective_parts(params, obs, alpha, mu, dz, covariate_alpha)
+    value, grad, hess = _objective_parts(params, obs, alpha, mu, dz, covariate_alpha, beta_mean)
     iterations = 0
     for iterations in range(1, max_iter + 1):  # noqa: B007 - reported in the result
         step = np.linalg.solve(hess, grad)
@@ -227,7 +238,9 @@ def fit(
         t = 1.0
         while True:
             candidate = params - t * step
-            cand_value, cand_grad, cand_hess = _objective_parts(candidate, obs, alpha, mu, dz, covariate_alpha)
+            cand_value, cand_grad, cand_hess = _objective_parts(
+                candidate, obs, alpha, mu, dz, covariate_alpha, beta_mean
+            )
             if cand_value <= value - 1e-4 * t * float(grad @ step) or t < 1e-8:
                 break
             t *= 0.5

@@ -29,6 +29,7 @@ from policies import bradley_terry as bt
 from policies.debias import Comparison, combine_results, mean_helpfulness, swap_inconsistency
 from policies.ensemble import EnsembleWeights, combine, standardize
 from policies.pairings import DESIGNS, Adaptive, DesignState, PairDesign, Swiss
+from policies.position_bias import PositionBias, fit_with_position, group_estimate
 from policies.style import StyleEffect, fit_with_style
 from policies.validity import verdict_support
 from policies.verdicts import PairwiseResult, PrincipleResult, VerdictMode, mean_reward
@@ -69,6 +70,21 @@ class SelectionConfig(BaseModel):
         "costs less when the judge has no style bias, smaller corrects a strong bias more (bench/style_control.py)",
     )
     bt_alpha: float = Field(default=0.1, gt=0.0, description="Bradley–Terry L2 penalty (prior precision / 2)")
+    fit_position_bias: bool = Field(
+        default=False,
+        description="fit the judge's first-position advantage h with the strengths, one observation per call "
+        "(policies.position_bias), so that designs in one order are debiased too; the response reports h",
+    )
+    position_bias_prior: float = Field(
+        default=0.0,
+        description="h's prior mean (log-odds for the response shown first); the router replaces it with the "
+        "judge's pooled estimate once it has one",
+    )
+    position_bias_alpha: float = Field(
+        default=0.5,
+        gt=0.0,
+        description="h's prior precision / 2 before the judge's pool has any (prior sd 1/sqrt(2·alpha) log-odds)",
+    )
     principle_prior: float = Field(
         default=0.0,
         ge=0.0,
@@ -95,6 +111,8 @@ class SelectionConfig(BaseModel):
     def _consistent(self) -> SelectionConfig:
         if self.strategy == "principle" and not self.use_principle:
             raise ValueError("strategy 'principle' needs use_principle=true")
+        if self.fit_position_bias and self.style_control:
+            raise ValueError("fit_position_bias and style_control cannot be combined yet: choose one")
         return self
 
     def default_budget(self, n: int) -> int | None:
@@ -148,6 +166,9 @@ class SelectionResult(BaseModel):
     rounds: int
     swap_inconsistency: float | None
     style_effect: StyleEffect | None = Field(default=None, description="with style_control: the fitted style effect")
+    position_bias: PositionBias | None = Field(
+        default=None, description="with fit_position_bias: the judge's first-position advantage it was debiased with"
+    )
     degraded: list[str] = Field(default_factory=list, description="why the answer rests on less than asked")
     elapsed_s: float
 
@@ -353,7 +374,7 @@ def _result(
     want_principle = principle_ok is not None
     principle_means = _principle_means(principle_results, n)
     calls_per_pair = 2 if config.swap else 1
-    best, ranking, candidates, style_effect = _score(
+    best, ranking, candidates, style_effect, position_bias = _score(
         n, config, design, comparisons, principle_means, prior, rng, tiebreak, texts
     )
     if style_effect is not None and style_effect.reason is not None:
@@ -395,6 +416,7 @@ def _result(
         rounds=rounds,
         swap_inconsistency=swap_inconsistency(comparisons),
         style_effect=style_effect,
+        position_bias=position_bias,
         degraded=degraded,
         elapsed_s=time.perf_counter() - started,
     )
@@ -410,10 +432,11 @@ def _score(
     rng: np.random.Generator,
     tiebreak: np.ndarray,
     texts: Sequence[str] | None = None,
-) -> tuple[int, list[int], list[CandidateScore], StyleEffect | None]:
+) -> tuple[int, list[int], list[CandidateScore], StyleEffect | None, PositionBias | None]:
     judged = [c for c in comparisons if c.margin is not None]
     strength = stderr = p_best = None
     style_effect = None
+    position_bias = None
     if config.style_control and not judged:
         style_effect = StyleEffect(reason="no pairwise verdict to fit")
     if judged:
@@ -423,6 +446,21 @@ def _score(
             fitted, style_effect = fit_with_style(
                 n, obs, texts, alpha=config.bt_alpha, covariate_alpha=config.style_alpha
             )
+        elif config.fit_position_bias:
+            fitted, position_bias = fit_with_position(
+                n,
+                judged,
+                alpha=config.bt_alpha,
+                prior_mean=config.position_bias_prior,
+                prior_alpha=config.position_bias_alpha,
+                mode=config.outcome_mode,
+                verdicts=config.verdicts,
+            )
+            own = group_estimate(n, judged, alpha=config.bt_alpha, mode=config.outcome_mode, verdicts=config.verdicts)
+            if own is not None:
+                position_bias = position_bias.model_copy(
+                    update={"group_estimate": own[0], "group_stderr": float(np.sqrt(own[1]))}
+                )
         else:
             fitted = bt.fit(n, obs, alpha=config.bt_alpha)
         strength, stderr = fitted.theta, fitted.stderr
@@ -474,4 +512,4 @@ def _score(
         )
         for k in range(n)
     ]
-    return ranking[0], ranking, candidates, style_effect
+    return ranking[0], ranking, candidates, style_effect, position_bias

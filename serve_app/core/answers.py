@@ -89,6 +89,7 @@ def judging_account(selected: Selected, overlong: OverlongPolicy) -> dict[str, A
         "principle_calls": result.principle_calls,
         "failed_calls": result.failed_calls,
         "style_effect": result.style_effect,
+        "position_bias": result.position_bias,
         "degraded": result.degraded,
         "duplicates": selected.duplicates,
         "truncated": selected.truncated,

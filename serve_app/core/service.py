@@ -35,6 +35,7 @@ from policies.duplicates import duplicate_key, expand_result, group_duplicates
 from policies.health import judge_health
 from policies.incremental import select_arriving
 from policies.nemo_gym import RolloutTexts
+from policies.position_bias import PositionBiasPool
 from policies.selection import PairwiseCall, PrincipleCall, SelectionConfig, SelectionResult, select_best
 from policies.verdicts import PairwiseResult, PrincipleResult, mean_reward
 from serve_app.config import DEFAULT_TENANT, JUDGE_ROLES, AppConfig, RouterConfig
@@ -165,6 +166,8 @@ class JudgingService:
         self.budgets = judges.budgets
         # Token counting is CPU work: one thread keeps it off the event loop and never shares a tokenizer.
         self._tokenizing = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize")
+        #: the pairwise judge's first-position advantage, pooled over this replica's groups (fit_position_bias)
+        self.position_pool = PositionBiasPool()
         self.lanes = {
             role: JudgeLane(role, cfg.call_timeout_s, cfg.max_inflight_calls, cfg.max_call_s, weights, call_caps)
             for role in JUDGE_ROLES
@@ -361,9 +364,23 @@ class JudgingService:
             finally:
                 JUDGE_VERSIONS.reset(versions)
             if len({model for model, _ in seen}) == len(seen):  # one version per judge model
+                self._learn_position_bias(result)
                 return result, seen
             logger.warning("judge versions changed while a group was judged (%s); judging it again", seen)
         raise self._come_back(stats, 503, "the judges were being updated while this group was judged; retry shortly")
+
+    def _with_position_prior(self, config: SelectionConfig) -> SelectionConfig:
+        """With ``fit_position_bias``, the judge's pooled first-position advantage as the prior, once it has one."""
+        if not config.fit_position_bias or not self.position_pool.groups:
+            return config
+        pool = self.position_pool
+        alpha = pool.prior_alpha(config.position_bias_alpha)
+        return config.model_copy(update={"position_bias_prior": pool.mean, "position_bias_alpha": alpha})
+
+    def _learn_position_bias(self, result: SelectionResult) -> None:
+        bias = result.position_bias
+        if bias is not None and bias.group_estimate is not None and bias.group_stderr is not None:
+            self.position_pool.add(bias.group_estimate, bias.group_stderr**2)
 
     def _too_long(self, stats: RequestStats) -> Refusal:
         return self._come_back(
@@ -420,7 +437,7 @@ class JudgingService:
         of work let in already (a batch's group, a complete cohort), so it waits for a slot instead of a 503."""
         started = time.perf_counter()
         principles = self.checks.group(body)
-        config = self.checks.selection(body)
+        config = self._with_position_prior(self.checks.selection(body))
         self.checks.judges_for(config, self.principle is not None, self.pairwise is not None)
         conversation = body.conversation
         # Copies are judged once: the selection runs over the distinct texts and is mapped back afterwards.
@@ -615,7 +632,7 @@ class JudgingService:
         (:meth:`_select_arriving`), any other once it has closed."""
         prompt: CohortPrompt = cohort.prompt
         stats = RequestStats("reward_cohort", tenant=prompt.tenant)
-        config = self.checks.selection(SelectionOptions.model_validate(prompt.rule.design))
+        config = self._with_position_prior(self.checks.selection(SelectionOptions.model_validate(prompt.rule.design)))
         if self.limits.cohorts.incremental and config.strategy == "swiss" and self.pairwise is not None:
             selected = await self._select_arriving(cohort, config, stats)
         else:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validat
 from deployments.chat import ChatMessage, Text, validate_history
 from policies.debias import Comparison
 from policies.health import JudgeHealth
+from policies.position_bias import PositionBias
 from policies.selection import CandidateScore, Strategy
 from policies.style import StyleEffect
 from policies.verdicts import PairwiseResult, PrincipleResult, VerdictMode
@@ -86,6 +87,11 @@ class SelectionOptions(BaseModel):
         description="rank by Bradley–Terry strengths fitted jointly with the candidates' style (length, markdown) "
         "and report the style effect; default from the configuration",
     )
+    fit_position_bias: bool | None = Field(
+        default=None,
+        description="fit the judge's first-position advantage with the strengths (a prior from the judge's earlier "
+        "groups), so a design in one order is debiased too, and report it; default from the configuration",
+    )
 
 
 class BestOfNRequest(_Request, _Principles, SelectionOptions):
@@ -107,6 +113,7 @@ class RankRequest(BestOfNRequest):
 OverlongPolicy = Literal["reject", "truncate"]
 _DUPLICATES = "groups of identical candidates (after NFC and trimming), each judged once as its first index"
 _STYLE_EFFECT = "with style_control: β per style feature, or why none could be fitted (plain Bradley–Terry then)"
+_POSITION_BIAS = "with fit_position_bias: the judge's first-position advantage this judging was debiased with"
 _TRUNCATED = "candidates cut to fit the judges' context (overlong policy 'truncate'), judged on their beginning"
 
 
@@ -153,6 +160,7 @@ class BestOfNResponse(BaseModel):
     rounds: int
     swap_inconsistency: float | None
     style_effect: StyleEffect | None = Field(default=None, description=_STYLE_EFFECT)
+    position_bias: PositionBias | None = Field(default=None, description=_POSITION_BIAS)
     degraded: list[str] = Field(description="empty when every judge answered as asked")
     duplicates: list[list[int]] = Field(default_factory=list, description=_DUPLICATES)
     truncated: list[int] = Field(default_factory=list, description=_TRUNCATED)
@@ -184,6 +192,7 @@ class RankResponse(BaseModel):
     principle_calls: int
     failed_calls: int
     style_effect: StyleEffect | None = Field(default=None, description=_STYLE_EFFECT)
+    position_bias: PositionBias | None = Field(default=None, description=_POSITION_BIAS)
     degraded: list[str]
     duplicates: list[list[int]] = Field(default_factory=list, description=_DUPLICATES)
     truncated: list[int] = Field(default_factory=list, description=_TRUNCATED)
@@ -369,6 +378,7 @@ class RewardResponse(BaseModel):
     pairwise_calls: int = Field(description="the cohort's, shared by all its rollouts")
     principle_calls: int
     failed_calls: int
+    position_bias: PositionBias | None = Field(default=None, description=_POSITION_BIAS)
     degraded: list[str]
     truncated: bool = Field(default=False, description="this response was cut to fit (overlong policy 'truncate')")
     overlong_policy: OverlongPolicy

@@ -7,6 +7,9 @@ For the pairwise judge, over the group's calls and comparisons:
 * ``parse_failure_share`` — the other failed calls (unreadable answers, errors, timeouts);
 * ``tie_share`` — verdicts that give both responses the same helpfulness (NeMo-Gym's tie-break usage);
 * ``flip_share`` — comparisons judged in both orders whose orders disagree on the winner (position bias);
+* ``position_advantage`` — with ``fit_position_bias``, the first-position advantage h the judging was debiased
+  with (:mod:`policies.position_bias`): the same estimate as the answer's, and the one position signal a design
+  in one order has (it has no two-order comparisons to flip);
 * ``length_correlation`` — Spearman's ρ between the candidates' scores and their lengths in characters (a judge
   that rewards length); None with fewer than 3 candidates or constant scores or lengths;
 * ``judged_triples`` and ``cycle_share`` — triples of candidates whose three pairs all have a verdict, and the share
@@ -25,6 +28,7 @@ from pydantic import BaseModel, Field
 from scipy.stats import spearmanr
 
 from policies.debias import Comparison
+from policies.position_bias import PositionBias
 from policies.verdicts import CUT_OFF, PrincipleResult
 
 
@@ -36,6 +40,9 @@ class JudgeHealth(BaseModel):
     parse_failure_share: float | None = Field(default=None, description="pairwise calls failed otherwise")
     tie_share: float | None = Field(default=None, description="verdicts with equal helpfulness for both responses")
     flip_share: float | None = Field(default=None, description="two-order comparisons whose orders disagree")
+    position_advantage: float | None = Field(
+        default=None, description="with fit_position_bias: the fitted first-position advantage h (log-odds)"
+    )
     length_correlation: float | None = Field(default=None, description="Spearman ρ of score with length")
     judged_triples: int = 0
     cycle_share: float | None = Field(default=None, description="judged triples whose verdicts form a cycle")
@@ -96,8 +103,10 @@ def judge_health(
     principle_results: Sequence[Sequence[PrincipleResult]],
     scores: Sequence[float],
     lengths: Sequence[int],
+    position_bias: PositionBias | None = None,
 ) -> JudgeHealth:
-    """The health of one group's judging (see the module docstring); ``scores`` and ``lengths`` per candidate."""
+    """The health of one group's judging (see the module docstring); ``scores`` and ``lengths`` per candidate,
+    ``position_bias`` the selection's fitted advantage, if it fitted one."""
     calls = sum(c.calls for c in comparisons)
     cut = sum(c.cut_off for c in comparisons)
     failed = sum(c.failures for c in comparisons)
@@ -116,6 +125,7 @@ def judge_health(
         parse_failure_share=_share(failed - cut, calls),
         tie_share=_share(sum(v.score_1 == v.score_2 for v in verdicts), len(verdicts)),
         flip_share=_share(sum(not ok for ok in two_orders), len(two_orders)),
+        position_advantage=position_bias.estimate if position_bias is not None else None,
         length_correlation=rho,
         judged_triples=judged,
         cycle_share=_share(cycles, judged),

@@ -407,7 +407,8 @@ class JudgingService:
         timings and provenance; the request's stats filled in."""
         result, seen = judged
         scores = [c.score for c in sorted(result.candidates, key=lambda c: c.index)]
-        health = judge_health(result.comparisons, result.principle_results, scores, [len(t) for t in candidates])
+        lengths = [len(t) for t in candidates]
+        health = judge_health(result.comparisons, result.principle_results, scores, lengths, result.position_bias)
         stats.health = health
         result = expand_result(result, groups)
         total = time.perf_counter() - started

@@ -25,6 +25,9 @@ def test_answers_report_the_advantage_and_the_next_group_starts_from_the_pool() 
     # the second group (one order: it cannot tell the bias from the strengths) starts from the first one's evidence
     assert two["prior_mean"] == one["group_estimate"] and two["prior_sd"] <= one["prior_sd"]
     assert plain.json()["position_bias"] is None
+    # judge health reads the same estimate
+    assert second.json()["diagnostics"]["position_advantage"] == two["estimate"]
+    assert plain.json()["diagnostics"]["position_advantage"] is None
 
 
 def test_a_cohort_answer_reports_the_advantage_too() -> None:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +47,14 @@ SOURCES = {
     "judgebench_o1_mini": "gpt-4o_arena_hard_o1-mini.jsonl",
     "judgebench_skywork_rm": "gpt-4o_reward_model_Skywork-Reward-Gemma-2-27B.jsonl",
 }
+#: both-order verdicts of the CPU quality config's judge on JudgeBench pairs, kept by ``python -m serve_app evaluate``
+#: (its outputs.jsonl, beliefs included), and the JudgeBench file whose labels they are scored against
+OWN = {
+    "cpu_quality_qwen_1_5b": (
+        Path(__file__).parent / "results" / "judge_fit_cpu_quality" / "outputs.jsonl",
+        shared_path("data", "judgebench", "judgebench_gpt-4o-2024-05-13.jsonl"),
+    )
+}
 OUTCOMES = ("W", "T", "L")  # the labelled winner judged better, a tie, the loser judged better
 _G_NODES, _G_WEIGHTS = np.polynomial.legendre.leggauss(48)
 _U_NODES, _U_WEIGHTS = special.roots_hermitenorm(24)
@@ -60,6 +68,7 @@ class Fit:
     pair_share: float  # ρ
     pairs: int
     log_likelihood: float
+    stderr: tuple[float, float, float, float] = (float("nan"),) * 4  # from the curvature at the optimum
 
 
 def joint_outcomes(records: Iterable[dict]) -> Counter[tuple[str, str]]:
@@ -86,6 +95,28 @@ def joint_outcomes(records: Iterable[dict]) -> Counter[tuple[str, str]]:
 def read(path: Path) -> Counter[tuple[str, str]]:
     with path.open() as f:
         return joint_outcomes(json.loads(line) for line in f if line.strip())
+
+
+def read_evaluation(outputs: Path, judgebench: Path) -> Counter[tuple[str, str]]:
+    """The joint outcomes of our own judge's both-order verdicts (an evaluation's outputs.jsonl) on JudgeBench
+    pairs. A verdict's sampled ranking decides (1–3: the first shown is better); the scale has no tie."""
+    with judgebench.open() as f:
+        labels = {r["pair_id"]: r["label"] for r in map(json.loads, filter(str.strip, f))}
+    records = []
+    with outputs.open() as f:
+        for item in map(json.loads, filter(str.strip, f)):
+            pair = (item.get("pairwise") or {}).get("A|B") or {}
+            if item.get("benchmark") != "judgebench" or item["item"] not in labels:
+                continue
+
+            def decision(call: dict | None) -> str | None:
+                ranking = ((call or {}).get("verdict") or {}).get("ranking")
+                return None if ranking is None else "A>B" if ranking <= 3 else "B>A"
+
+            # the backward call showed B first, and its decision is in that orientation, as in the published files
+            judgments = [{"decision": decision(pair.get("forward"))}, {"decision": decision(pair.get("backward"))}]
+            records.append({"label": labels[item["item"]], "judgments": judgments})
+    return joint_outcomes(records)
 
 
 def _outcome_probs(m: np.ndarray, tie_band: float, sd: float) -> np.ndarray:
@@ -126,7 +157,35 @@ def fit(counts: Counter[tuple[str, str]]) -> Fit:
         key=lambda r: r.fun,
     )
     s, b, t, rho = (float(v) for v in best.x)
-    return Fit(s, b, t, rho, int(observed.sum()), -float(best.fun))
+    return Fit(s, b, t, rho, int(observed.sum()), -float(best.fun), _stderr(nll, best.x, bounds))
+
+
+def _stderr(nll: Callable[[np.ndarray], float], x: np.ndarray, bounds: list[tuple[float, float]]) -> tuple:
+    """Standard errors from the inverse of a central-difference Hessian of the negative log-likelihood; nan for a
+    parameter at its bound (its curvature there says nothing)."""
+    h = 1e-3
+    free = [k for k, (lo, hi) in enumerate(bounds) if lo + 2 * h < x[k] < hi - 2 * h]
+    out = [float("nan")] * len(x)
+    if not free:
+        return tuple(out)
+
+    def at(i: int, j: int, di: float, dj: float) -> float:
+        y = x.copy()
+        y[i] += di
+        y[j] += dj
+        return nll(y)
+
+    hess = np.zeros((len(free), len(free)))
+    for a, i in enumerate(free):
+        for b, j in enumerate(free):
+            hess[a, b] = (at(i, j, h, h) - at(i, j, h, -h) - at(i, j, -h, h) + at(i, j, -h, -h)) / (4 * h * h)
+    try:
+        cov = np.linalg.inv(hess)
+    except np.linalg.LinAlgError:
+        return tuple(out)
+    for a, k in enumerate(free):
+        out[k] = float(np.sqrt(cov[a, a])) if cov[a, a] > 0 else float("nan")
+    return tuple(out)
 
 
 def _starts() -> list[tuple[float, float, float, float]]:
@@ -143,11 +202,14 @@ def report(fits: dict[str, tuple[Fit, Counter[tuple[str, str]]]]) -> str:
     lines = [
         "# A simulated judge fitted to real both-order verdicts (bench/judge_fit.py)",
         "",
-        "`python -m bench.judge_fit`: the published JudgeBench judgments of two judges on the GPT-4o split "
-        "(../shared/data/judgebench/outputs; each pair judged in both orders), fitted by maximum likelihood to "
-        "the model in bench/judge_fit.py's docstring: strength s, first-position bias b, tie band t, and ρ, the "
-        "share of the judge's noise that belongs to the pair and repeats in both orders. The simulator's base "
-        "judge is s 0.707, b 0.5, ρ 0.",
+        "`python -m bench.judge_fit`: both-order judgments of JudgeBench pairs (GPT-4o split) fitted by maximum "
+        "likelihood to the model in bench/judge_fit.py's docstring: strength s, first-position bias b, tie band t, "
+        "and ρ, the share of the judge's noise that belongs to the pair and repeats in both orders (± a standard "
+        "error from the likelihood's curvature; none for a parameter at its bound). The published judgments of "
+        "two judges (../shared/data/judgebench/outputs, 350 pairs) and our CPU quality config's own "
+        "(configs/cpu-quality.yaml's Qwen2.5-Coder-1.5B as the pairwise judge alone, `python -m serve_app "
+        "evaluate` on a sample of the pairs; its outputs, beliefs included, in judge_fit_cpu_quality/). The "
+        "simulator's base judge is s 0.707, b 0.5, ρ 0.",
         "",
         "| judge | pairs | s | b | t | ρ | one call right (simulator, no ties) | frozen variant matches |",
         "|---|---:|---:|---:|---:|---:|---:|---|",
@@ -158,9 +220,11 @@ def report(fits: dict[str, tuple[Fit, Counter[tuple[str, str]]]]) -> str:
             abs(a - b) < 0.01
             for a, b in ((f.strength, frozen.strength), (f.bias, frozen.bias), (f.pair_share, frozen.pair_noise))
         )
+        values = (f.strength, f.bias, f.tie_band, f.pair_share)
+        cells = " | ".join(_with_se(v, se) for v, se in zip(values, f.stderr, strict=True))
         lines.append(
-            f"| `{name}` | {f.pairs} | {f.strength:.3f} | {f.bias:.3f} | {f.tie_band:.3f} | {f.pair_share:.3f} | "
-            f"{one_call_accuracy(f.strength, f.bias, f.pair_share):.3f} | {'yes' if same else 'NO'} |"
+            f"| `{name}` | {f.pairs} | {cells} | {one_call_accuracy(f.strength, f.bias, f.pair_share):.3f} | "
+            f"{'yes' if same else 'NO'} |"
         )
     lines += ["", "Joint outcomes (rows: the winner shown first; columns: the loser shown first), observed / fitted:"]
     for name, (f, counts) in fits.items():
@@ -181,6 +245,10 @@ def report(fits: dict[str, tuple[Fit, Counter[tuple[str, str]]]]) -> str:
     return "\n".join(lines)
 
 
+def _with_se(value: float, se: float) -> str:
+    return f"{value:.3f}" if not np.isfinite(se) else f"{value:.3f} ± {se:.3f}"
+
+
 def _four(strength: float, bias: float, pair_share: float) -> str:
     p = cell_probabilities(strength, bias, 0.0, pair_share) * 100
     return ", ".join(f"{p[i, j]:.0f}" for i, j in ((0, 0), (0, 2), (2, 0), (2, 2)))
@@ -191,8 +259,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DATA, help="the folder of the published JudgeBench outputs")
     args = parser.parse_args(argv)
     fits = {}
-    for name, file in SOURCES.items():
-        counts = read(args.data / file)
+    sources = {name: (lambda file=file: read(args.data / file)) for name, file in SOURCES.items()}
+    sources |= {name: (lambda paths=paths: read_evaluation(*paths)) for name, paths in OWN.items()}
+    for name, load in sources.items():
+        counts = load()
         fits[name] = (fit(counts), counts)
         print(name, fits[name][0], flush=True)
     text = report(fits)

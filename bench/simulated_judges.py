@@ -54,6 +54,9 @@ FITTED = {
     "judgebench_o1_mini": JudgeModel(name="judgebench_o1_mini", strength=0.759, bias=0.198, pair_noise=0.327),
     # Skywork-Reward-Gemma-2-27B, a reward model: the same verdict in both orders (its noise all the pair's), no bias
     "judgebench_skywork_rm": JudgeModel(name="judgebench_skywork_rm", strength=0.394, bias=-0.016, pair_noise=0.995),
+    # our CPU quality config's judge (Qwen2.5-Coder-1.5B), its own verdicts collected by `serve_app evaluate`
+    # on JudgeBench's hard pairs: no better than chance, and biased to the first shown
+    "cpu_quality_qwen_1_5b": JudgeModel(name="cpu_quality_qwen_1_5b", strength=0.035, bias=0.254, pair_noise=0.0),
 }
 
 VARIANTS = {

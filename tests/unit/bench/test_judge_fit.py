@@ -5,7 +5,9 @@ the published data."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,6 +31,25 @@ def test_both_judgments_are_read_from_the_winners_side() -> None:
         ]
     )
     assert counts == Counter({("W", "W"): 2, ("W", "L"): 1, ("L", "T"): 1})
+
+
+def test_our_own_verdicts_are_read_with_the_published_files_orientation(tmp_path: Path) -> None:
+    """An evaluation's outputs: the forward call shows A first, the backward B first; rankings 1-3 prefer the first
+    shown. Scored against the JudgeBench labels by pair id."""
+    labels = tmp_path / "judgebench.jsonl"
+    labels.write_text("\n".join(json.dumps({"pair_id": p, "label": lab}) for p, lab in [("x", "A>B"), ("y", "B>A")]))
+
+    def item(pair_id: str, forward: int | None, backward: int) -> str:
+        calls = {
+            "forward": {"verdict": {"ranking": forward}} if forward is not None else {"verdict": None},
+            "backward": {"verdict": {"ranking": backward}},
+        }
+        return json.dumps({"benchmark": "judgebench", "item": pair_id, "pairwise": {"A|B": calls}})
+
+    outputs = tmp_path / "outputs.jsonl"
+    outputs.write_text("\n".join([item("x", 2, 5), item("y", 2, 2), item("z", 1, 1), item("x", None, 1)]))
+    # x: A first says A (winner), B first says A (winner); y: A first says A (loser), B first says B (winner)
+    assert jf.read_evaluation(outputs, labels) == Counter({("W", "W"): 1, ("W", "L"): 1})
 
 
 def test_the_joint_outcomes_are_a_distribution() -> None:
@@ -77,10 +98,10 @@ def test_the_fit_recovers_the_parameters_that_made_the_outcomes() -> None:
 
 
 @pytest.mark.skipif(not jf.DATA.is_dir(), reason="the published JudgeBench outputs are not beside the project")
-@pytest.mark.parametrize("name", sorted(jf.SOURCES))
-def test_the_frozen_variants_are_the_fit_of_the_published_verdicts(name: str) -> None:
-    counts = jf.read(jf.DATA / jf.SOURCES[name])
-    assert sum(counts.values()) == 350
+@pytest.mark.parametrize("name", sorted([*jf.SOURCES, *jf.OWN]))
+def test_the_frozen_variants_are_the_fit_of_the_real_verdicts(name: str) -> None:
+    counts = jf.read(jf.DATA / jf.SOURCES[name]) if name in jf.SOURCES else jf.read_evaluation(*jf.OWN[name])
+    assert sum(counts.values()) == (350 if name in jf.SOURCES else 60)
     fit = jf.fit(counts)
     frozen = FITTED[name]
     assert (fit.strength, fit.bias, fit.pair_share) == pytest.approx(

@@ -7,7 +7,7 @@ digit. vLLM returns them for every generated token, reasoning included. Per call
 * replica: :class:`~deployments.judge_server.BatchedChat` turning vLLM's response model into a dict (and trimming it
   to the answer's logprobs when the request carries ``LOGPROBS_FROM_LAST``, as the pairwise judge's does);
 * transport: pickling the dict in the replica and unpickling it in the router (what a Ray call does to it);
-* router: reading the completion and the belief (:func:`deployments.pairwise.logprobs.with_ranking_belief`).
+* router: reading the completion and the belief (:func:`deployments.pairwise.logprobs.with_beliefs`).
 
     python -m bench.judge_payload [--repeats 3]
 
@@ -26,7 +26,7 @@ from typing import Any
 
 from deployments.engine_client import LOGPROBS_FROM_LAST, completion_from_openai
 from deployments.judge_server import BatchedChat
-from deployments.pairwise.logprobs import with_ranking_belief
+from deployments.pairwise.logprobs import with_beliefs
 from deployments.pairwise.parse import parse_pairwise
 from deployments.text_safety import THINK_CLOSE
 
@@ -91,7 +91,7 @@ def measure(built: Any, trim: bool) -> dict[str, float]:
     transport_s = time.perf_counter() - started
     started = time.perf_counter()
     completion = completion_from_openai(received)
-    result = with_ranking_belief(parse_pairwise(completion.text), completion.logprobs)
+    result = with_beliefs(parse_pairwise(completion.text), completion.logprobs)
     router_s = time.perf_counter() - started
     assert result.verdict is not None and result.verdict.ranking_probs is not None, "the belief was not read"
     return {"replica_s": replica_s, "transport_s": transport_s, "router_s": router_s, "mb": len(wire) / 1e6}

@@ -14,7 +14,8 @@ Scales (from the model cards):
 
 A sampled ranking is one draw from the judge's belief. When the engine returns the logprobs at the ranking digit,
 ``ranking_probs`` holds that belief p_1..p_6 (renormalised over the six digits) and the verdict offers the soft
-margin E[3.5 − r] = Σ_r p_r · (3.5 − r) and its spread beside the sampled margin.
+margin E[3.5 − r] = Σ_r p_r · (3.5 − r) and its spread beside the sampled margin. The two helpfulness scores are
+read the same way at their digits (``score_1_probs``, ``score_2_probs`` over 1..5; :attr:`PairVerdict.expected_scores`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ MAX_MARGIN = RANKING_MIDPOINT - RANKING_MIN
 LOGPROB_FLOOR = -50.0
 #: The ranking levels 1..6, in the order of ``PairVerdict.ranking_probs``.
 RANKING_LEVELS = tuple(range(int(RANKING_MIN), int(RANKING_MAX) + 1))
+#: The helpfulness levels 1..5, in the order of ``PairVerdict.score_1_probs`` and ``score_2_probs``.
+SCORE_LEVELS = tuple(range(int(SCORE_MIN), int(SCORE_MAX) + 1))
 #: How a comparison reads a verdict: the belief's expected margin when present ("soft"), or the sampled ranking.
 VerdictMode = Literal["soft", "sampled"]
 _PROB_TOLERANCE = 1e-6
@@ -75,17 +78,18 @@ def margin_spread(probs: Sequence[float]) -> float:
     return math.sqrt(math.fsum(p * (RANKING_MIDPOINT - r - mean) ** 2 for p, r in levels))
 
 
-def belief_from_logprobs(logprobs: Mapping[int, float]) -> tuple[float, ...]:
-    """Rankings 1..6 from logprobs of some of them ({ranking: logprob}), renormalised over the six.
+def belief_from_logprobs(logprobs: Mapping[int, float], levels: Sequence[int] = RANKING_LEVELS) -> tuple[float, ...]:
+    """A distribution over ``levels`` (rankings 1..6 by default; helpfulness 1..5 with :data:`SCORE_LEVELS`) from
+    logprobs of some of them ({level: logprob}), renormalised over the levels.
 
-    p_r = exp(ℓ_r) / Σ_s exp(ℓ_s) over the rankings present; a ranking the engine did not list gets 0 (it was below
+    p_r = exp(ℓ_r) / Σ_s exp(ℓ_s) over the levels present; a level the engine did not list gets 0 (it was below
     the top-k cut, so its mass is negligible next to the listed ones). Needs at least one finite logprob.
     """
-    finite = {r: lp for r, lp in logprobs.items() if r in RANKING_LEVELS and math.isfinite(lp)}
+    finite = {r: lp for r, lp in logprobs.items() if r in levels and math.isfinite(lp)}
     if not finite:
-        raise ValueError("no finite logprob for any ranking 1..6")
+        raise ValueError(f"no finite logprob for any level {levels[0]}..{levels[-1]}")
     top = max(finite.values())
-    weights = [math.exp(finite[r] - top) if r in finite else 0.0 for r in RANKING_LEVELS]
+    weights = [math.exp(finite[r] - top) if r in finite else 0.0 for r in levels]
     total = math.fsum(weights)
     return tuple(w / total for w in weights)
 
@@ -104,10 +108,22 @@ class PairVerdict(BaseModel):
         "None when the engine returned no logprobs there",
     )
 
+    score_1_probs: tuple[float, ...] | None = Field(
+        default=None, description="the judge's belief over score_1's levels 1..5, from the logprobs at its digit"
+    )
+    score_2_probs: tuple[float, ...] | None = Field(
+        default=None, description="the judge's belief over score_2's levels 1..5, from the logprobs at its digit"
+    )
+
     @field_validator("ranking_probs")
     @classmethod
     def _distribution(cls, value: tuple[float, ...] | None) -> tuple[float, ...] | None:
         return None if value is None else check_distribution(value, len(RANKING_LEVELS))
+
+    @field_validator("score_1_probs", "score_2_probs")
+    @classmethod
+    def _score_distribution(cls, value: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        return None if value is None else check_distribution(value, len(SCORE_LEVELS))
 
     @model_validator(mode="after")
     def _not_empty(self) -> PairVerdict:
@@ -115,7 +131,22 @@ class PairVerdict(BaseModel):
             raise ValueError("a pairwise verdict needs at least one of score_1, score_2, ranking")
         if self.ranking_probs is not None and self.ranking is None:
             raise ValueError("ranking_probs needs the sampled ranking it was read at")
+        if (self.score_1_probs is not None and self.score_1 is None) or (
+            self.score_2_probs is not None and self.score_2 is None
+        ):
+            raise ValueError("a score's belief needs the sampled score it was read at")
         return self
+
+    @property
+    def expected_scores(self) -> tuple[float | None, float | None]:
+        """E[score_1], E[score_2] under their beliefs; the sampled score where there is no belief."""
+
+        def expected(sampled: float | None, probs: tuple[float, ...] | None) -> float | None:
+            if probs is None:
+                return sampled
+            return math.fsum(p * level for p, level in zip(probs, SCORE_LEVELS, strict=True))
+
+        return expected(self.score_1, self.score_1_probs), expected(self.score_2, self.score_2_probs)
 
     @property
     def margin(self) -> float | None:

@@ -10,7 +10,7 @@ from pydantic import Field
 from deployments.chat import ConversationInput, JudgeMessage
 from deployments.engine_client import LOGPROBS_FROM_LAST
 from deployments.judge import Judge, JudgeSettings
-from deployments.pairwise.logprobs import with_ranking_belief
+from deployments.pairwise.logprobs import with_beliefs
 from deployments.pairwise.parse import VERDICT_KEYS, parse_pairwise
 from deployments.pairwise.prompt import PAIRWISE_JSON_SCHEMA, build_pairwise_messages, pairwise_untrusted_texts
 from deployments.text_safety import THINK_CLOSE
@@ -90,4 +90,4 @@ class PairwiseJudge(Judge):
         # mistake for it, so the copy guard (which a candidate listing every possible object could abuse) is off.
         constrained = self.settings.structured_output != "off"
         untrusted = () if constrained else pairwise_untrusted_texts(conversation, response_1, response_2)
-        return with_ranking_belief(parse_pairwise(completion.text, untrusted=untrusted), completion.logprobs)
+        return with_beliefs(parse_pairwise(completion.text, untrusted=untrusted), completion.logprobs)

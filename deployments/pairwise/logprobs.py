@@ -1,4 +1,4 @@
-"""The pairwise judge's belief over rankings, read from the logprobs at its ranking digit.
+"""The pairwise judge's beliefs over its ranking and its two helpfulness scores, read from the logprobs at their digits.
 
 A sampled ranking is one draw. The engine's top logprobs at the position that wrote the ranking digit (asked for
 with ``logprobs`` / ``top_logprobs``) hold the judge's whole distribution over the next token there, so the
@@ -9,7 +9,8 @@ Input is the OpenAI-compatible ``choices[0].logprobs.content`` list, one entry p
 cover every generated token, so the position is found in the generated tokens themselves: their joined text is
 read like an answer (after the last ``</think>``, the last verdict object, in either prompt format: the rendered
 format's object, possibly fixed by the compact grammar, or the native checkpoint's final JSON) and the digit of
-its ``"ranking"`` value (``"ranking": 2`` or ``"ranking": "2"``) is mapped back to its token. The belief is only
+its ``"ranking"`` value (``"ranking": 2`` or ``"ranking": "2"``) is mapped back to its token; ``"score_1"`` and
+``"score_2"`` the same way, over their levels 1..5. Each belief is only
 attached when that digit is the one the parser read; a token that carries more than the digit (besides
 whitespace and quotes), tokens sent as ``token_id:N``, or no top logprobs at all leave the verdict as it was.
 Nothing here fails a call.
@@ -28,7 +29,7 @@ from pydantic import ValidationError
 from deployments.engine_client import position_at, token_texts
 from deployments.pairwise.parse import answer_start, last_verdict_span
 from deployments.principle.parse import TokenLogprob
-from policies.verdicts import RANKING_LEVELS, PairwiseResult, belief_from_logprobs
+from policies.verdicts import RANKING_LEVELS, SCORE_LEVELS, PairwiseResult, belief_from_logprobs
 
 _TOKEN_ID = re.compile(r"token_id:\d+\Z")
 # What may surround the digit inside its token: a leading space, or the quote of a string value.
@@ -85,31 +86,49 @@ def value_logprobs(
     return found
 
 
-def ranking_belief(
-    content: Sequence[Mapping[str, Any] | TokenLogprob] | None, ranking: float | None
+def _belief(
+    content: Sequence[Mapping[str, Any] | TokenLogprob] | None,
+    key: str,
+    value: float | None,
+    levels: Sequence[int],
 ) -> tuple[float, ...] | None:
-    """The belief over rankings 1..6 at the sampled ``ranking``'s digit, or None (see the module docstring)."""
-    if ranking is None or ranking != int(ranking):
+    if value is None or value != int(value):
         return None
-    found = value_logprobs(content, "ranking", int(ranking))
+    found = value_logprobs(content, key, int(value))
     if not found:
         return None
-    levels = {d: lp for d, lp in found.items() if d in RANKING_LEVELS}
     try:
-        return belief_from_logprobs(levels)
+        return belief_from_logprobs({d: lp for d, lp in found.items() if d in levels}, levels)
     except ValueError:  # only non-finite logprobs at the digit
         return None
 
 
-def with_ranking_belief(
-    result: PairwiseResult, content: Sequence[Mapping[str, Any] | TokenLogprob] | None
-) -> PairwiseResult:
-    """``result`` with the belief attached to its verdict when the logprobs hold it; unchanged otherwise."""
+def ranking_belief(
+    content: Sequence[Mapping[str, Any] | TokenLogprob] | None, ranking: float | None
+) -> tuple[float, ...] | None:
+    """The belief over rankings 1..6 at the sampled ``ranking``'s digit, or None (see the module docstring)."""
+    return _belief(content, "ranking", ranking, RANKING_LEVELS)
+
+
+def score_belief(
+    content: Sequence[Mapping[str, Any] | TokenLogprob] | None, key: str, score: float | None
+) -> tuple[float, ...] | None:
+    """The belief over helpfulness 1..5 at the sampled ``score``'s digit of ``key`` ("score_1" or "score_2")."""
+    return _belief(content, key, score, SCORE_LEVELS)
+
+
+def with_beliefs(result: PairwiseResult, content: Sequence[Mapping[str, Any] | TokenLogprob] | None) -> PairwiseResult:
+    """``result`` with the beliefs attached to its verdict where the logprobs hold them; unchanged otherwise."""
     verdict = result.verdict
     if verdict is None or content is None:
         return result
-    probs = ranking_belief(content, verdict.ranking)
-    if probs is None:
+    beliefs = {
+        "ranking_probs": ranking_belief(content, verdict.ranking),
+        "score_1_probs": score_belief(content, "score_1", verdict.score_1),
+        "score_2_probs": score_belief(content, "score_2", verdict.score_2),
+    }
+    found = {k: v for k, v in beliefs.items() if v is not None}
+    if not found:
         return result
-    updated = type(verdict).model_validate({**verdict.model_dump(), "ranking_probs": probs})
+    updated = type(verdict).model_validate({**verdict.model_dump(), **found})
     return result.model_copy(update={"verdict": updated})

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from deployments.engine_client import Completion
 from deployments.pairwise.judge import PairwiseJudge, PairwiseSettings
-from deployments.pairwise.logprobs import ranking_belief, with_ranking_belief
+from deployments.pairwise.logprobs import ranking_belief, score_belief, with_beliefs
 from deployments.pairwise.parse import parse_pairwise
 from policies.debias import combine_orders
 from policies.selection import SelectionConfig, select_best
@@ -179,7 +179,7 @@ def test_compact_answer_belief_is_read_at_the_ranking_digit_not_at_an_equal_scor
     top = {"2": math.log(0.6), "3": math.log(0.2), "1": math.log(0.1), "7": math.log(0.05), ",": math.log(0.05)}
     lp = content(COMPACT, RANKING_AT, top)
     text = "".join(COMPACT)
-    result = with_ranking_belief(parse_pairwise(text), lp)
+    result = with_beliefs(parse_pairwise(text), lp)
     assert result.verdict is not None and result.verdict.ranking == 2
     # "7" is outside 1..6 and "," is no digit: renormalised over 1, 2, 3
     assert result.verdict.ranking_probs == pytest.approx((1 / 9, 6 / 9, 2 / 9, 0, 0, 0))
@@ -205,7 +205,7 @@ def test_native_answer_after_the_reasoning_with_a_quoted_digit() -> None:
     top = {"4": math.log(0.5), "5": math.log(0.3), "3": math.log(0.2)}
     lp = content(pieces, at, top)
     # with a reasoning parser the completion text is only the answer; the logprobs cover every token
-    result = with_ranking_belief(parse_pairwise("".join(answer)), lp)
+    result = with_beliefs(parse_pairwise("".join(answer)), lp)
     assert result.verdict is not None and result.verdict.ranking == 4
     assert result.verdict.ranking_probs == pytest.approx((0, 0, 0.2, 0.5, 0.3, 0))
     # the draft's "ranking": 5 inside the reasoning is never read: its logprobs do not reach the verdict
@@ -266,7 +266,7 @@ def test_missing_or_unreadable_logprobs_leave_the_sampled_verdict(case: str) -> 
         text = "".join(pieces)
         lp = content(pieces, 1, {"2": -0.1, "3": -2.5})
     assert ranking_belief(lp, ranking) is None
-    result = with_ranking_belief(parse_pairwise(text), lp)
+    result = with_beliefs(parse_pairwise(text), lp)
     assert result.ok and result.verdict is not None and result.verdict.ranking_probs is None
     assert result.verdict.ranking == ranking
 
@@ -362,3 +362,25 @@ def test_the_verdicts_setting_says_what_is_allowed() -> None:
     with pytest.raises(ValidationError, match="'soft' or 'sampled'"):
         BestOfNRequest.model_validate({**body, "verdicts": "mean"})
     assert BestOfNRequest.model_validate({**body, "verdicts": "sampled"}).verdicts == "sampled"
+
+
+def test_the_helpfulness_beliefs_are_read_at_their_own_digits() -> None:
+    """The compact answer {"score_1": 4, "score_2": 2, "ranking": 2}: each score's belief is read at its digit over
+    1..5 (a "6" there is no helpfulness level), the ranking's at its own; the expected scores follow."""
+    lp = content(COMPACT, RANKING_AT, {"2": math.log(0.5), "3": math.log(0.5)})
+    lp[6] = position("4", math.log(0.7), {"4": math.log(0.7), "5": math.log(0.2), "6": math.log(0.1)})
+    lp[14] = position("2", math.log(0.6), {"2": math.log(0.6), " 1": math.log(0.4)})
+    assert score_belief(lp, "score_1", 4) == pytest.approx((0, 0, 0, 7 / 9, 2 / 9))
+    result = with_beliefs(parse_pairwise("".join(COMPACT)), lp)
+    verdict = result.verdict
+    assert verdict is not None and verdict.ranking_probs == pytest.approx((0, 0.5, 0.5, 0, 0, 0))
+    assert verdict.score_2_probs == pytest.approx((0.4, 0.6, 0, 0, 0))
+    assert verdict.expected_scores == pytest.approx((4 + 2 / 9, 1.6))
+    # a score whose digit carries no other candidates is a point mass; a verdict without beliefs keeps its scores
+    assert score_belief(content(COMPACT, 0, {}), "score_2", 2) == (0, 1, 0, 0, 0)
+    assert PairVerdict(score_1=3, score_2=5, ranking=5).expected_scores == (3, 5)
+
+
+def test_a_score_belief_needs_its_score() -> None:
+    with pytest.raises(ValueError, match="sampled score"):
+        PairVerdict(ranking=2, score_1_probs=(0, 0, 1, 0, 0))

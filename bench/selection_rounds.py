@@ -1,0 +1,123 @@
+"""Best-of-N in fewer rounds: the adaptive design's 4N calls in 4 sequential rounds instead of 8.
+
+The adaptive design (best-of-N's default) spends its budget in rounds of ``adaptive_pairs_per_round`` pairs, N/4 by
+default: with both orders and 4N calls, 8 sequential judge rounds, each the latency of a thinking judge's call.
+This compares, on the same simulated groups (paired: the same qualities and judge noise for every design), the
+default against N/2 pairs per round (4 rounds), against one order with N pairs per round and the pooled
+first-position fit (:mod:`policies.position_bias`), and against round-robin with both orders (N(N−1) calls in one
+round), the issue's yardstick. Reported: P(best), the paired difference to round-robin and to the default with a
+95% interval, rounds and calls.
+
+    python -m bench.selection_rounds [--trials 3000] [--sizes 8 16] [--variants base judgebench_o1_mini strong_bias]
+
+Writes bench/results/selection_rounds.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.simulated_judges import VARIANTS, JudgeModel, SimulatedJudges
+from deployments.hosting import cpu_model
+from policies.position_bias import PositionBiasPool
+from policies.selection import SelectionConfig, select_best
+
+RESULTS = Path(__file__).parent / "results"
+DEFAULT = "adaptive + swap, 4N, N/4 pairs a round (default)"
+YARDSTICK = "round-robin + swap"
+
+
+def designs(n: int) -> dict[str, dict[str, Any]]:
+    return {
+        DEFAULT: {"strategy": "adaptive", "swap": True, "max_pairwise_calls": 4 * n},
+        "adaptive + swap, 4N, N/2 pairs a round": {
+            "strategy": "adaptive",
+            "swap": True,
+            "max_pairwise_calls": 4 * n,
+            "adaptive_pairs_per_round": n // 2,
+        },
+        "adaptive, 1 order, 4N, N pairs a round, position fit (pooled)": {
+            "strategy": "adaptive",
+            "swap": False,
+            "max_pairwise_calls": 4 * n,
+            "adaptive_pairs_per_round": n,
+            "fit_position_bias": True,
+        },
+        YARDSTICK: {"strategy": "round_robin", "swap": True},
+    }
+
+
+async def run(model: JudgeModel, n: int, trials: int, seed: int) -> dict[str, dict[str, np.ndarray]]:
+    """Per design: hits (1 when the true best was chosen), rounds and calls, one entry per trial."""
+    options = designs(n)
+    pools = {name: PositionBiasPool() for name in options}
+    out: dict[str, dict[str, list[float]]] = {name: {"hit": [], "rounds": [], "calls": []} for name in options}
+    for t in range(trials):
+        quality = np.random.default_rng([seed, n, t]).normal(size=n)
+        for name, kw in options.items():
+            judges = SimulatedJudges(quality, model, np.random.default_rng([seed, n, t, 1]))
+            pool = pools[name]
+            prior = {"position_bias_prior": pool.mean, "position_bias_alpha": pool.prior_alpha(0.5)}
+            config = SelectionConfig(
+                use_principle=False, seed=t, **kw, **(prior if kw.get("fit_position_bias") else {})
+            )
+            result = await select_best(n, judges.pairwise, None, config)
+            if (bias := result.position_bias) is not None and bias.group_estimate is not None and bias.group_stderr:
+                pool.add(bias.group_estimate, bias.group_stderr**2)
+            out[name]["hit"].append(float(result.best == int(np.argmax(quality))))
+            out[name]["rounds"].append(result.rounds)
+            out[name]["calls"].append(result.pairwise_calls)
+    return {name: {k: np.asarray(v) for k, v in cols.items()} for name, cols in out.items()}
+
+
+def paired(a: np.ndarray, b: np.ndarray) -> str:
+    """Mean of a − b with its 95% interval (normal approximation over the paired trials)."""
+    d = a - b
+    return f"{d.mean():+.3f} ± {1.96 * d.std(ddof=1) / np.sqrt(len(d)):.3f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trials", type=int, default=3000)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[8, 16])
+    parser.add_argument("--variants", nargs="+", default=["base", "judgebench_o1_mini", "strong_bias"])
+    parser.add_argument("--seed", type=int, default=2027)
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    lines = [
+        "# Best-of-N in fewer rounds (bench/selection_rounds.py)",
+        "",
+        f"`python -m bench.selection_rounds --trials {args.trials}`: simulated judges (bench/simulated_judges.py), "
+        "the same groups and judge noise for every design. Differences are paired, with a 95% interval.",
+    ]
+    for variant in args.variants:
+        for n in args.sizes:
+            results = asyncio.run(run(VARIANTS[variant], n, args.trials, args.seed))
+            lines += [
+                "",
+                f"## `{variant}`, N = {n}",
+                "",
+                "| design | P(best) | vs round-robin + swap | vs the default | rounds | calls |",
+                "|---|---:|---:|---:|---:|---:|",
+            ]
+            rr, default = results[YARDSTICK]["hit"], results[DEFAULT]["hit"]
+            for name, got in results.items():
+                lines.append(
+                    f"| {name} | {got['hit'].mean():.3f} | {paired(got['hit'], rr)} | {paired(got['hit'], default)} "
+                    f"| {got['rounds'].mean():.1f} | {got['calls'].mean():.1f} |"
+                )
+            print("\n".join(lines[-len(results) - 4 :]), flush=True)
+    lines += ["", f"On {cpu_model()}, {time.perf_counter() - started:.0f} s.", ""]
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "selection_rounds.md").write_text("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

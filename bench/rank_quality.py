@@ -38,19 +38,18 @@ def ours(
     pool = PositionBiasPool()
 
     async def run(n: int, judges: SimulatedJudges, seed: int) -> tuple[list[float], int]:
-        prior = {"position_bias_prior": pool.mean, "position_bias_alpha": pool.prior_alpha(0.5)}
         config = SelectionConfig(
             strategy=strategy,  # type: ignore[arg-type]
             swap=swap,
             use_principle=False,
             seed=seed,
             fit_position_bias=position != "no",
-            **(prior if position == "pooled" else {}),
             **({"max_pairwise_calls": int(budget * n)} if budget else {}),
         )
+        if position == "pooled":
+            config = config.with_position_pool(pool)
         result = await select_best(n, judges.pairwise, None, config)
-        if (bias := result.position_bias) is not None and bias.group_estimate is not None and bias.group_stderr:
-            pool.add(bias.group_estimate, bias.group_stderr**2)
+        pool.learn(result.position_bias)
         by_index = sorted(result.candidates, key=lambda c: c.index)
         return [c.score for c in by_index], result.pairwise_calls
 

@@ -62,14 +62,9 @@ async def run(model: JudgeModel, n: int, trials: int, seed: int) -> dict[str, di
         quality = np.random.default_rng([seed, n, t]).normal(size=n)
         for name, kw in options.items():
             judges = SimulatedJudges(quality, model, np.random.default_rng([seed, n, t, 1]))
-            pool = pools[name]
-            prior = {"position_bias_prior": pool.mean, "position_bias_alpha": pool.prior_alpha(0.5)}
-            config = SelectionConfig(
-                use_principle=False, seed=t, **kw, **(prior if kw.get("fit_position_bias") else {})
-            )
+            config = SelectionConfig(use_principle=False, seed=t, **kw).with_position_pool(pools[name])
             result = await select_best(n, judges.pairwise, None, config)
-            if (bias := result.position_bias) is not None and bias.group_estimate is not None and bias.group_stderr:
-                pool.add(bias.group_estimate, bias.group_stderr**2)
+            pools[name].learn(result.position_bias)
             out[name]["hit"].append(float(result.best == int(np.argmax(quality))))
             out[name]["rounds"].append(result.rounds)
             out[name]["calls"].append(result.pairwise_calls)

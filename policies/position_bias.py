@@ -137,3 +137,8 @@ class PositionBiasPool:
         self._weighted_sum = self.forget * self._weighted_sum + estimate / variance
         self._precision = self.forget * self._precision + 1.0 / variance
         self.groups += 1
+
+    def learn(self, bias: PositionBias | None) -> None:
+        """Add a judged group's own evidence (:attr:`PositionBias.group_estimate`), when it has any."""
+        if bias is not None and bias.group_estimate is not None and bias.group_stderr is not None:
+            self.add(bias.group_estimate, bias.group_stderr**2)

@@ -29,7 +29,7 @@ from policies import bradley_terry as bt
 from policies.debias import Comparison, combine_results, mean_helpfulness, swap_inconsistency
 from policies.ensemble import EnsembleWeights, combine, standardize
 from policies.pairings import DESIGNS, Adaptive, DesignState, PairDesign, Swiss
-from policies.position_bias import PositionBias, fit_with_position, group_estimate
+from policies.position_bias import PositionBias, PositionBiasPool, fit_with_position, group_estimate
 from policies.style import StyleEffect, fit_with_style
 from policies.validity import verdict_support
 from policies.verdicts import PairwiseResult, PrincipleResult, VerdictMode, mean_reward
@@ -114,6 +114,14 @@ class SelectionConfig(BaseModel):
         if self.fit_position_bias and self.style_control:
             raise ValueError("fit_position_bias and style_control cannot be combined yet: choose one")
         return self
+
+    def with_position_pool(self, pool: PositionBiasPool) -> SelectionConfig:
+        """This config with the judge's pooled h₀ and γ as its position prior, when it fits the advantage and the
+        pool has seen a group; unchanged otherwise (its configured prior holds)."""
+        if not self.fit_position_bias or not pool.groups:
+            return self
+        alpha = pool.prior_alpha(self.position_bias_alpha)
+        return self.model_copy(update={"position_bias_prior": pool.mean, "position_bias_alpha": alpha})
 
     def default_budget(self, n: int) -> int | None:
         """The adaptive design needs a budget: 4 calls per candidate unless told otherwise."""

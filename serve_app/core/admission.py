@@ -76,11 +76,15 @@ class FairSlots:
     def _capped(self, tenant: str) -> bool:
         return tenant in self.caps and self.held[tenant] >= self.caps[tenant]
 
+    def _eligible(self) -> list[str]:
+        """The tenants with a waiter that may be granted a slot (not at their cap)."""
+        return [t for t, q in self._waiting.items() if q and not self._capped(t)]
+
     def _grant(self) -> None:
         while self._free > 0:
             for tenant in [t for t, q in self._waiting.items() if not q]:
                 del self._waiting[tenant]
-            eligible = [t for t in self._waiting if not self._capped(t)]
+            eligible = self._eligible()
             if not eligible:
                 return
             tenant = min(eligible, key=lambda t: (self._tag(t), self._waiting[t][0][0]))
@@ -91,11 +95,7 @@ class FairSlots:
             self._take(tenant)
 
     async def acquire(self, tenant: str = DEFAULT_TENANT) -> None:
-        if (
-            self._free > 0
-            and not self._capped(tenant)
-            and not any(q and not self._capped(t) for t, q in self._waiting.items())
-        ):
+        if self._free > 0 and not self._capped(tenant) and not self._eligible():
             self._take(tenant)
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()

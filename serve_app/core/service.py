@@ -364,23 +364,10 @@ class JudgingService:
             finally:
                 JUDGE_VERSIONS.reset(versions)
             if len({model for model, _ in seen}) == len(seen):  # one version per judge model
-                self._learn_position_bias(result)
+                self.position_pool.learn(result.position_bias)
                 return result, seen
             logger.warning("judge versions changed while a group was judged (%s); judging it again", seen)
         raise self._come_back(stats, 503, "the judges were being updated while this group was judged; retry shortly")
-
-    def _with_position_prior(self, config: SelectionConfig) -> SelectionConfig:
-        """With ``fit_position_bias``, the judge's pooled first-position advantage as the prior, once it has one."""
-        if not config.fit_position_bias or not self.position_pool.groups:
-            return config
-        pool = self.position_pool
-        alpha = pool.prior_alpha(config.position_bias_alpha)
-        return config.model_copy(update={"position_bias_prior": pool.mean, "position_bias_alpha": alpha})
-
-    def _learn_position_bias(self, result: SelectionResult) -> None:
-        bias = result.position_bias
-        if bias is not None and bias.group_estimate is not None and bias.group_stderr is not None:
-            self.position_pool.add(bias.group_estimate, bias.group_stderr**2)
 
     def _too_long(self, stats: RequestStats) -> Refusal:
         return self._come_back(
@@ -438,7 +425,7 @@ class JudgingService:
         of work let in already (a batch's group, a complete cohort), so it waits for a slot instead of a 503."""
         started = time.perf_counter()
         principles = self.checks.group(body)
-        config = self._with_position_prior(self.checks.selection(body))
+        config = self.checks.selection(body).with_position_pool(self.position_pool)
         self.checks.judges_for(config, self.principle is not None, self.pairwise is not None)
         conversation = body.conversation
         # Copies are judged once: the selection runs over the distinct texts and is mapped back afterwards.
@@ -633,7 +620,8 @@ class JudgingService:
         (:meth:`_select_arriving`), any other once it has closed."""
         prompt: CohortPrompt = cohort.prompt
         stats = RequestStats("reward_cohort", tenant=prompt.tenant)
-        config = self._with_position_prior(self.checks.selection(SelectionOptions.model_validate(prompt.rule.design)))
+        design = SelectionOptions.model_validate(prompt.rule.design)
+        config = self.checks.selection(design).with_position_pool(self.position_pool)
         if self.limits.cohorts.incremental and config.strategy == "swiss" and self.pairwise is not None:
             selected = await self._select_arriving(cohort, config, stats)
         else:

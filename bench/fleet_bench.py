@@ -362,13 +362,14 @@ def run_variant(variant: str, app_args: dict[str, Any], base: str, groups: Seque
 def replay_ray_calls(body: dict[str, Any], strategy: str, per_group: bool) -> tuple[int, int]:
     """(Ray calls, judge calls) of one ``/v1/rank_batch`` through the router's real code (``JudgingService``, the
     real ``PairwiseJudge`` and ``ServeHandleClient``) against an instant stand-in for the judge deployment.
-    ``per_group=False`` sends every call without its affinity key: one batch per moment, as before affinity. The
+    ``per_group=False`` sends every call without its affinity key and batch scope: one batch per moment, as before
+    affinity. The
     stand-in answers every batch after the same short delay, so the groups' rounds stay in step: the one-batch
     count is its best case."""
     import contextvars
 
     from bench.instant_judges import InstantPairwise
-    from deployments.engine_client import AFFINITY_KEY, Completion, ServeHandleClient
+    from deployments.engine_client import AFFINITY_KEY, CALL_SCOPE, Completion, ServeHandleClient
     from deployments.pairwise.judge import PairwiseJudge, PairwiseSettings
     from serve_app.config import AppConfig
     from serve_app.core.judge_pool import Judges
@@ -393,6 +394,7 @@ def replay_ray_calls(body: dict[str, Any], strategy: str, per_group: bool) -> tu
         async def chat(self, request: dict[str, Any]) -> Completion:
             context = contextvars.copy_context()
             context.run(AFFINITY_KEY.set, None)
+            context.run(CALL_SCOPE.set, None)
             return await asyncio.create_task(super().chat(request), context=context)
 
     client = (ServeHandleClient if per_group else Unkeyed)(Handle(), model="replay")

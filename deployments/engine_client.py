@@ -146,14 +146,23 @@ class ChatClient(Protocol):
 #: of one key as the handle's ``session_id``, which Serve's ``ConsistentHashRouter`` (``request_router_config`` of
 #: the judge deployment) maps to one replica, the one that already holds the prompt in its prefix cache.
 AFFINITY_KEY: contextvars.ContextVar[str | None] = contextvars.ContextVar("genrm_affinity_key", default=None)
+#: The batch scope of the judge calls being made (any object; compared by identity): :class:`ServeHandleClient`
+#: coalesces calls into one ``chat_many`` only within one scope and affinity key. The router's core opens a scope per
+#: group's judging, so that when every call of a batch is given up (its deadline passed, its caller went away) the
+#: whole Ray call can be cancelled, and its replica aborts those requests in the engine, while other groups' calls,
+#: running in the same engine batch, carry on.
+CALL_SCOPE: contextvars.ContextVar[object | None] = contextvars.ContextVar("genrm_call_scope", default=None)
 
 
 class ServeHandleClient:
     """A judge deployment (:mod:`deployments.judge_server`) behind a DeploymentHandle.
 
     Calls made in the same moment (one round of a best-of-N) are coalesced into one ``chat_many`` call per affinity
-    key (:data:`AFFINITY_KEY`): the selection code still issues one call per pair, but the router pays for one Ray
-    round trip per group and round, and every call of a group carries the group's key as its ``session_id``.
+    key (:data:`AFFINITY_KEY`) and batch scope (:data:`CALL_SCOPE`): the selection code still issues one call per
+    pair, but the router pays for one Ray round trip per group and round, and every call of a group carries the
+    group's key as its ``session_id``. When every caller of a batch has cancelled its call, the ``chat_many`` call is
+    cancelled: Serve cancels it on its replica, where vLLM aborts the requests (``AsyncLLM.generate`` aborts a
+    request whose generator is cancelled).
     """
 
     #: event-loop turns to wait for the rest of a round before sending (a call reaches ``chat`` a few awaits deep)
@@ -162,14 +171,14 @@ class ServeHandleClient:
     def __init__(self, handle: Any, model: str) -> None:
         self.model = model
         self._many = handle.chat_many  # made once: every new handle adds a long-poll client (options share it)
-        self._pending: dict[str | None, list[tuple[dict[str, Any], asyncio.Future[Completion]]]] = {}
+        self._pending: dict[tuple[str | None, object], list[tuple[dict[str, Any], asyncio.Future[Completion]]]] = {}
         self._flushes: set[asyncio.Task[None]] = set()
         #: Ray calls sent (one per group and round), for the benchmarks' account of what affinity costs
         self.sent = 0
 
     async def chat(self, request: dict[str, Any]) -> Completion:
         future: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
-        key = AFFINITY_KEY.get()
+        key = (AFFINITY_KEY.get(), CALL_SCOPE.get())
         pending = self._pending.setdefault(key, [])
         pending.append(({**request, "model": self.model}, future))
         if len(pending) == 1:
@@ -178,16 +187,27 @@ class ServeHandleClient:
             task.add_done_callback(self._flushes.discard)
         return await future
 
-    async def _flush(self, key: str | None) -> None:
+    async def _flush(self, key: tuple[str | None, object]) -> None:
         for _ in range(self.COALESCE_TURNS):
             await asyncio.sleep(0)
-        batch = self._pending.pop(key)
-        many = self._many if key is None else self._many.options(session_id=key)
+        batch = [(body, future) for body, future in self._pending.pop(key) if not future.done()]
+        if not batch:  # every caller went away before the batch left
+            return
+        affinity = key[0]
+        many = self._many if affinity is None else self._many.options(session_id=affinity)
         self.sent += 1
         _own_internal_request_id()
+        response = many.remote([body for body, _ in batch])
+
+        def give_up(_: asyncio.Future[Completion]) -> None:
+            if all(future.cancelled() for _, future in batch):
+                response.cancel()
+
+        for _, future in batch:
+            future.add_done_callback(give_up)
         try:
-            answers = await many.remote([body for body, _ in batch])
-        except Exception as exc:  # the replica is gone or the call failed: every request of the batch failed
+            answers = await response
+        except Exception as exc:  # the replica is gone, the call failed or was given up: no request of it answered
             for _, future in batch:
                 if not future.done():
                     future.set_exception(JudgeCallError(f"judge deployment unavailable: {type(exc).__name__}: {exc}"))

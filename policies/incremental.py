@@ -103,7 +103,7 @@ async def select_arriving(
             await wake.wait()
             wake.clear()
             for task in [t for t in busy if t.done()]:
-                comparisons.extend(task.result())
+                comparisons.extend(task.result()[0])  # no deadline: every round finishes
                 del busy[task]
             if collector.done():
                 collector.result()  # the source's own error, if any
@@ -150,7 +150,8 @@ async def select_arriving(
         design,
         comparisons,
         principle_results,
-        principle_ok if want_principle else None,
+        np.ones(n, dtype=bool) if want_principle else None,  # every principle request came back
+        principle_ok,
         prior=None,
         rng=rng,
         tiebreak=tiebreak[:n],

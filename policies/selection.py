@@ -13,11 +13,17 @@ Every call of a round is awaited concurrently. A call that raises, times out or 
 failed call and is retried (within the budget) up to ``retries`` times; comparisons with no verdict in either
 order are simply missing for Bradley–Terry. Randomness (tie-breaks, random orders, posterior draws) comes from
 one generator seeded by ``seed``, so the same seed and the same judge outputs give the same choice.
+
+With ``deadline_s`` the selection is an anytime one: when the deadline passes, the calls still running are
+cancelled (their coroutines receive ``CancelledError``, which the router carries to the engine) and the answer is
+scored from the verdicts back by then, its ``p_best`` saying how sure it is; ``deadline_reached`` and
+``cancelled_calls`` say so. A design's champion is only named from a finished design: a cut one ranks by score.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Literal
@@ -99,6 +105,12 @@ class SelectionConfig(BaseModel):
         "back usable (policies.validity)",
     )
     call_timeout_s: float | None = Field(default=None, gt=0.0)
+    deadline_s: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="answer by then (seconds from the selection's start) with the best so far: calls still running "
+        "are cancelled and the answer says deadline_reached",
+    )
     seed: int = Field(default=0, ge=0, description="seeds the one random generator of a selection")
     swiss_rounds: int | None = Field(default=None, ge=1)
     adaptive_pairs_per_round: int | None = Field(default=None, ge=1)
@@ -178,28 +190,58 @@ class SelectionResult(BaseModel):
         default=None, description="with fit_position_bias: the judge's first-position advantage it was debiased with"
     )
     degraded: list[str] = Field(default_factory=list, description="why the answer rests on less than asked")
+    deadline_reached: bool = Field(
+        default=False, description="deadline_s passed before the design finished: the answer is the best so far"
+    )
+    cancelled_calls: int = Field(default=0, description="judge calls still running at the deadline, cancelled")
     elapsed_s: float
 
 
 class _Budget:
-    """Pairwise calls left. asyncio runs one coroutine at a time, so a plain counter is race-free."""
+    """Pairwise calls left, and taken. asyncio runs one coroutine at a time, so plain counters are race-free."""
 
     def __init__(self, calls: int | None) -> None:
         self.left = calls
+        self.taken = 0
 
     def take(self) -> bool:
-        if self.left is None:
-            return True
-        if self.left <= 0:
-            return False
-        self.left -= 1
+        if self.left is not None:
+            if self.left <= 0:
+                return False
+            self.left -= 1
+        self.taken += 1
         return True
 
 
+async def _until(deadline: float | None, work: Awaitable[object]) -> bool:
+    """Await ``work`` to its end, or cancel it when ``deadline`` (a ``time.perf_counter`` reading) passes; whether
+    it finished. A cancelled ``work`` has been unwound (its ``finally`` blocks run) when this returns."""
+    if deadline is None:
+        await work
+        return True
+    task = asyncio.ensure_future(work)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=max(0.0, deadline - time.perf_counter()))
+    except BaseException:  # the selection itself was cancelled: take the work down with it
+        task.cancel()
+        raise
+    if done:
+        task.result()
+        return True
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return False
+
+
 async def _call_with_retries(
-    make_call: Callable[[], Awaitable[PairwiseResult]], budget: _Budget, config: SelectionConfig
+    make_call: Callable[[], Awaitable[PairwiseResult]],
+    budget: _Budget,
+    config: SelectionConfig,
+    results: list[PairwiseResult] | None = None,
 ) -> list[PairwiseResult]:
-    results: list[PairwiseResult] = []
+    """Attempts at one call until one is usable, appended to ``results`` (a new list when None) as they answer."""
+    results = [] if results is None else results
     for _ in range(1 + config.retries):
         if not budget.take():
             break
@@ -232,24 +274,31 @@ async def _run_round(
     config: SelectionConfig,
     rng: np.random.Generator,
     round_index: int,
-) -> list[Comparison]:
-    async def one_pair(i: int, j: int) -> Comparison:
-        if config.swap:
-            forward, backward = await asyncio.gather(
-                _call_with_retries(lambda: judge(i, j), budget, config),
-                _call_with_retries(lambda: judge(j, i), budget, config),
-            )
-            return combine_results(i, j, forward, backward, round=round_index, verdicts=config.verdicts)
-        results = await _call_with_retries(lambda: judge(i, j), budget, config)
-        return combine_results(i, j, results, [], round=round_index, verdicts=config.verdicts)
-
+    deadline: float | None = None,
+) -> tuple[list[Comparison], bool]:
+    """One round's comparisons, in pair order, and whether it finished before ``deadline``. A cut round keeps
+    every call that answered; a pair none of whose calls answered stays in as planned and unanswered."""
     oriented = []
     for i, j in pairs:
         # Without swapping, a random order spreads the position bias instead of always favouring one side.
         if not config.swap and rng.random() < 0.5:
             i, j = j, i
         oriented.append((i, j))
-    return list(await asyncio.gather(*(one_pair(i, j) for i, j in oriented)))
+    answers: list[tuple[list[PairwiseResult], list[PairwiseResult]]] = [([], []) for _ in oriented]
+
+    async def one_pair(k: int, i: int, j: int) -> None:
+        forward, backward = answers[k]
+        calls = [_call_with_retries(lambda: judge(i, j), budget, config, forward)]
+        if config.swap:
+            calls.append(_call_with_retries(lambda: judge(j, i), budget, config, backward))
+        await asyncio.gather(*calls)
+
+    finished = await _until(deadline, asyncio.gather(*(one_pair(k, i, j) for k, (i, j) in enumerate(oriented))))
+    comparisons = [
+        combine_results(i, j, forward, backward, round=round_index, verdicts=config.verdicts)
+        for (i, j), (forward, backward) in zip(oriented, answers, strict=True)
+    ]
+    return comparisons, finished
 
 
 def _principle_means(results: Sequence[Sequence[PrincipleResult]], n: int) -> np.ndarray:
@@ -289,26 +338,31 @@ async def select_best(
         raise ValueError("no usable judge: give a pairwise judge, or a principle judge with use_principle")
 
     budget = _Budget(config.default_budget(n))
+    deadline = None if config.deadline_s is None else started + config.deadline_s
     calls_per_pair = 2 if config.swap else 1
     comparisons: list[Comparison] = []
     principle_results: list[list[PrincipleResult]] = [[] for _ in range(n)]
     principle_ok = np.zeros(n, dtype=bool)
+    principle_done = np.zeros(n, dtype=bool)  # answered (or failed) before any deadline
     rounds = 0  # every batch of concurrent calls, principle rounds included
     pair_rounds = 0
     prior = None
+    finished = True
 
     async def principle_round() -> None:
         assert principle is not None
-        answers = await asyncio.gather(*(_principle_call(principle, k, config) for k in range(n)))
-        for k, (results, ok) in enumerate(answers):
-            principle_results[k] = results
-            principle_ok[k] = ok
 
-    principle_task: asyncio.Task[None] | None = None
+        async def one(k: int) -> None:
+            principle_results[k], principle_ok[k] = await _principle_call(principle, k, config)
+            principle_done[k] = True
+
+        await asyncio.gather(*(one(k) for k in range(n)))
+
+    principle_task: asyncio.Future[None] | None = None
     if want_principle:
         # Waiting for the rewards only pays when the design plans with them (a principle prior).
         if design is None or (design.wants_prior_first and config.principle_prior > 0):
-            await principle_round()
+            finished = await _until(deadline, principle_round())
             rounds += 1
         else:
             # The design does not need the rewards to plan: overlap them with the first pairwise round.
@@ -317,7 +371,7 @@ async def select_best(
     if config.principle_prior > 0 and principle_task is None and np.isfinite(principle_means).any():
         prior = config.principle_prior * standardize(principle_means)
 
-    while design is not None:
+    while design is not None and finished:
         pairs_left = None if budget.left is None else budget.left // calls_per_pair
         state = DesignState(
             n=n,
@@ -335,22 +389,33 @@ async def select_best(
             pairs = pairs[:pairs_left]
         if not pairs:
             break
-        comparisons.extend(await _run_round(pairs, pairwise, budget, config, rng, rounds))  # type: ignore[arg-type]
+        judged, finished = await _run_round(pairs, pairwise, budget, config, rng, rounds, deadline)  # type: ignore[arg-type]
+        comparisons.extend(judged)
         rounds += 1
         pair_rounds += 1
         if principle_task is not None:
-            await principle_task
+            finished = await _until(deadline, principle_task) and finished
             principle_task = None
     if principle_task is not None:  # a design that planned no pairs at all
-        await principle_task
+        finished = await _until(deadline, principle_task)
         rounds += 1
+    cancelled = budget.taken - sum(c.calls for c in comparisons)
+    if want_principle:
+        cancelled += int((~principle_done).sum())
+    if not finished:
+        answered = sum(c.calls for c in comparisons) + int(principle_done.sum())
+        degraded.append(
+            f"deadline_s {config.deadline_s:g} s passed: the answer is the best so far, from the {answered} calls "
+            f"back by then; {cancelled} still running were cancelled"
+        )
     return _result(
         n,
         config,
         design,
         comparisons,
         principle_results,
-        principle_ok if want_principle else None,
+        principle_done if want_principle else None,
+        principle_ok,
         prior=prior,
         rng=rng,
         tiebreak=tiebreak,
@@ -358,6 +423,7 @@ async def select_best(
         degraded=degraded,
         rounds=rounds,
         started=started,
+        cancelled=cancelled if not finished else 0,
     )
 
 
@@ -367,7 +433,8 @@ def _result(
     design: PairDesign | None,
     comparisons: list[Comparison],
     principle_results: list[list[PrincipleResult]],
-    principle_ok: np.ndarray | None,
+    principle_done: np.ndarray | None,
+    principle_ok: np.ndarray,
     *,
     prior: np.ndarray | None,
     rng: np.random.Generator,
@@ -376,14 +443,16 @@ def _result(
     degraded: list[str],
     rounds: int,
     started: float,
+    cancelled: int = 0,
 ) -> SelectionResult:
-    """The verdicts of a finished selection scored, checked for support and reported (``principle_ok``: per
-    candidate, whether its principle request answered; None when the principle judge was not asked)."""
-    want_principle = principle_ok is not None
+    """The verdicts of a selection scored, checked for support and reported (``principle_done``: per candidate,
+    whether its principle request came back, None when the principle judge was not asked; ``principle_ok``: and
+    answered). ``cancelled``: calls the deadline cut, 0 when the design finished."""
+    want_principle = principle_done is not None
     principle_means = _principle_means(principle_results, n)
     calls_per_pair = 2 if config.swap else 1
     best, ranking, candidates, style_effect, position_bias = _score(
-        n, config, design, comparisons, principle_means, prior, rng, tiebreak, texts
+        n, config, design, comparisons, principle_means, prior, rng, tiebreak, texts, cut=cancelled > 0
     )
     if style_effect is not None and style_effect.reason is not None:
         degraded.append(f"style control: {style_effect.reason}; ranked by plain Bradley–Terry")
@@ -400,8 +469,10 @@ def _result(
     pairwise_failed = sum(c.failures for c in comparisons)
     # A principle request fails as a whole (raised, timed out) or per principle (no readable judgement).
     principle_failed = 0
-    if principle_ok is not None:
-        principle_failed = int((~principle_ok).sum()) + sum(not r.ok for rs in principle_results for r in rs)
+    if principle_done is not None:
+        principle_failed = int((principle_done & ~principle_ok).sum()) + sum(
+            not r.ok for rs in principle_results for r in rs
+        )
     if pairwise_failed:
         degraded.append(f"{pairwise_failed} of {pairwise_calls} pairwise calls failed")
         if all(c.margin is None for c in comparisons):
@@ -419,13 +490,15 @@ def _result(
         comparisons=comparisons,
         principle_results=principle_results,
         pairwise_calls=pairwise_calls,
-        principle_calls=n if want_principle else 0,
+        principle_calls=int(principle_done.sum()) if principle_done is not None else 0,
         failed_calls=pairwise_failed + principle_failed,
         rounds=rounds,
         swap_inconsistency=swap_inconsistency(comparisons),
         style_effect=style_effect,
         position_bias=position_bias,
         degraded=degraded,
+        deadline_reached=cancelled > 0,
+        cancelled_calls=cancelled,
         elapsed_s=time.perf_counter() - started,
     )
 
@@ -440,6 +513,8 @@ def _score(
     rng: np.random.Generator,
     tiebreak: np.ndarray,
     texts: Sequence[str] | None = None,
+    *,
+    cut: bool = False,
 ) -> tuple[int, list[int], list[CandidateScore], StyleEffect | None, PositionBias | None]:
     judged = [c for c in comparisons if c.margin is not None]
     strength = stderr = p_best = None
@@ -498,8 +573,10 @@ def _score(
         score = combine(n, config.weights, strength, principle_signal, None if adjusted else helpfulness)
     state = DesignState(n=n, comparisons=comparisons, rng=rng, tiebreak=tiebreak, prior=prior)
     ranking = sorted(range(n), key=lambda k: (-score[k], tiebreak[k]))
-    # A design's champion stands on verdicts; with none at all (pairwise judge down) rank by what there is.
-    champion = design.champion(state) if design is not None and judged and not adjusted else None
+    # A design's champion stands on verdicts; with none at all (pairwise judge down), or a design the deadline
+    # cut before it could name one, rank by what there is.
+    named = design is not None and judged and not adjusted and not cut
+    champion = design.champion(state) if named else None
     if champion is not None and champion != ranking[0]:
         ranking.remove(champion)
         ranking.insert(0, champion)

@@ -91,6 +91,8 @@ def judging_account(selected: Selected, overlong: OverlongPolicy) -> dict[str, A
         "style_effect": result.style_effect,
         "position_bias": result.position_bias,
         "degraded": result.degraded,
+        "deadline_reached": result.deadline_reached,
+        "cancelled_calls": result.cancelled_calls,
         "duplicates": selected.duplicates,
         "truncated": selected.truncated,
         "overlong_policy": overlong,

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from deployments.chat import ChatMessage
-from deployments.engine_client import AFFINITY_KEY, JUDGE_TOKENS, JUDGE_VERSIONS, Completion, JudgeCallError
+from deployments.engine_client import AFFINITY_KEY, CALL_SCOPE, JUDGE_TOKENS, JUDGE_VERSIONS, Completion, JudgeCallError
 from deployments.judge import Judge
 from policies.debias import combine_results
 from policies.duplicates import duplicate_key, expand_result, group_duplicates
@@ -343,11 +343,15 @@ class JudgingService:
         self, conversation: Sequence[ChatMessage], principles: Sequence[str], principle_for_pairwise: str | None
     ) -> Iterator[None]:
         """Every call of a group carries its prompt as the affinity key: with Serve's ConsistentHashRouter on a judge
-        deployment, they reach the one replica that holds the prompt in its prefix cache."""
+        deployment, they reach the one replica that holds the prompt in its prefix cache. The group's calls are
+        batched apart from other groups' (a scope of their own), so that a deadline or a caller that goes away
+        cancels exactly its calls, on the engine too."""
         key = AFFINITY_KEY.set(prompt_fingerprint(_prompt_parts(conversation, principles, principle_for_pairwise)))
+        scope = CALL_SCOPE.set(object())
         try:
             yield
         finally:
+            CALL_SCOPE.reset(scope)
             AFFINITY_KEY.reset(key)
 
     async def _one_version(

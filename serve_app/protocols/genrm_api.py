@@ -92,6 +92,14 @@ class SelectionOptions(BaseModel):
         description="fit the judge's first-position advantage with the strengths (a prior from the judge's earlier "
         "groups), so a design in one order is debiased too, and report it; default from the configuration",
     )
+    deadline_s: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=3600.0,
+        description="answer within this many seconds of judging's start: when it passes, the judge calls still "
+        "running for this request are cancelled (on the engines too) and the answer is the best so far, with its "
+        "p_best and deadline_reached true; default from the configuration (none: the design runs to its end)",
+    )
 
 
 class BestOfNRequest(_Request, _Principles, SelectionOptions):
@@ -115,6 +123,8 @@ _DUPLICATES = "groups of identical candidates (after NFC and trimming), each jud
 _STYLE_EFFECT = "with style_control: β per style feature, or why none could be fitted (plain Bradley–Terry then)"
 _POSITION_BIAS = "with fit_position_bias: the judge's first-position advantage this judging was debiased with"
 _TRUNCATED = "candidates cut to fit the judges' context (overlong policy 'truncate'), judged on their beginning"
+_DEADLINE_REACHED = "deadline_s passed before the design finished: the answer rests on the calls back by then"
+_CANCELLED = "judge calls still running when deadline_s passed, cancelled (not counted in the calls above)"
 
 
 class Timings(BaseModel):
@@ -162,6 +172,8 @@ class BestOfNResponse(BaseModel):
     style_effect: StyleEffect | None = Field(default=None, description=_STYLE_EFFECT)
     position_bias: PositionBias | None = Field(default=None, description=_POSITION_BIAS)
     degraded: list[str] = Field(description="empty when every judge answered as asked")
+    deadline_reached: bool = Field(default=False, description=_DEADLINE_REACHED)
+    cancelled_calls: int = Field(default=0, description=_CANCELLED)
     duplicates: list[list[int]] = Field(default_factory=list, description=_DUPLICATES)
     truncated: list[int] = Field(default_factory=list, description=_TRUNCATED)
     overlong_policy: OverlongPolicy
@@ -194,6 +206,8 @@ class RankResponse(BaseModel):
     style_effect: StyleEffect | None = Field(default=None, description=_STYLE_EFFECT)
     position_bias: PositionBias | None = Field(default=None, description=_POSITION_BIAS)
     degraded: list[str]
+    deadline_reached: bool = Field(default=False, description=_DEADLINE_REACHED)
+    cancelled_calls: int = Field(default=0, description=_CANCELLED)
     duplicates: list[list[int]] = Field(default_factory=list, description=_DUPLICATES)
     truncated: list[int] = Field(default_factory=list, description=_TRUNCATED)
     overlong_policy: OverlongPolicy
@@ -380,6 +394,8 @@ class RewardResponse(BaseModel):
     failed_calls: int
     position_bias: PositionBias | None = Field(default=None, description=_POSITION_BIAS)
     degraded: list[str]
+    deadline_reached: bool = Field(default=False, description=_DEADLINE_REACHED)
+    cancelled_calls: int = Field(default=0, description=_CANCELLED)
     truncated: bool = Field(default=False, description="this response was cut to fit (overlong policy 'truncate')")
     overlong_policy: OverlongPolicy
     timings: CohortTimings

@@ -13,6 +13,7 @@ import pytest
 
 from deployments.engine_client import (
     AFFINITY_KEY,
+    CALL_SCOPE,
     LOGPROBS_FROM_LAST,
     JudgeCallError,
     OpenAIHttpClient,
@@ -142,6 +143,88 @@ def test_one_failing_request_does_not_fail_its_batch() -> None:
     ok, failed = asyncio.run(main())
     assert ok.text == "m:ok"
     assert isinstance(failed, JudgeCallError) and "engine failed" in str(failed)
+
+
+class _SlowServer(BatchedChat):
+    """An engine whose requests take ``delay_s`` and that records each one's end: answered or cancelled."""
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+        self.ended: dict[str, str] = {}
+
+    async def chat(self, request: dict[str, Any]):
+        content = request["messages"][0]["content"]
+        try:
+            await asyncio.sleep(self.delay_s)
+        except asyncio.CancelledError:
+            self.ended[content] = "cancelled"  # what vLLM's generate does here: abort the request
+            raise
+        self.ended[content] = "answered"
+        yield _body(content)
+
+
+class _Cancellable:
+    """A handle method whose calls, like Serve's DeploymentResponse, are awaitable and have ``cancel()``, which
+    cancels the call on its replica."""
+
+    def __init__(self, server: BatchedChat) -> None:
+        self.server = server
+        self.batches: list[list[str]] = []
+
+    def options(self, *, session_id: str) -> _Cancellable:
+        return self
+
+    def remote(self, bodies: list[dict[str, Any]]) -> asyncio.Task[list[dict[str, Any]]]:
+        self.batches.append([b["messages"][0]["content"] for b in bodies])
+        return asyncio.ensure_future(self.server.chat_many(bodies))
+
+
+def test_a_batch_whose_callers_all_gave_up_is_cancelled_on_its_replica_and_other_scopes_carry_on() -> None:
+    """Two groups with the same prompt (one affinity key) judged in the same moment, each in its own scope: two
+    batches. The first group's caller gives up (its deadline passed): its batch is cancelled, so the replica ends
+    those requests, while the second group's calls complete."""
+    server = _SlowServer(0.3)
+
+    class Handle:
+        chat_many = _Cancellable(server)
+
+    client = ServeHandleClient(Handle(), model="m")
+
+    async def group(name: str, n: int, give_up_after_s: float | None) -> list[str]:
+        AFFINITY_KEY.set("same prompt")
+        CALL_SCOPE.set(object())
+        calls = asyncio.gather(
+            *(client.chat({"messages": [{"role": "user", "content": f"{name}{i}"}]}) for i in range(n))
+        )
+        return [c.text for c in await asyncio.wait_for(calls, give_up_after_s)]
+
+    async def main() -> tuple[Any, Any]:
+        cut, kept = await asyncio.gather(group("a", 3, 0.05), group("b", 2, None), return_exceptions=True)
+        await asyncio.sleep(0.05)  # the cancellation reaches the replica's tasks
+        return cut, kept
+
+    cut, kept = asyncio.run(main())
+    assert isinstance(cut, TimeoutError) and kept == ["b0", "b1"]
+    assert sorted(Handle.chat_many.batches) == [["a0", "a1", "a2"], ["b0", "b1"]]
+    assert server.ended == {"a0": "cancelled", "a1": "cancelled", "a2": "cancelled", "b0": "answered", "b1": "answered"}
+
+
+def test_a_batch_is_kept_while_one_of_its_callers_still_waits() -> None:
+    server = _SlowServer(0.2)
+
+    class Handle:
+        chat_many = _Cancellable(server)
+
+    client = ServeHandleClient(Handle(), model="m")
+
+    async def main() -> list[Any]:
+        calls = [client.chat({"messages": [{"role": "user", "content": f"c{i}"}]}) for i in range(2)]
+        gone = asyncio.wait_for(calls[0], 0.05)
+        return list(await asyncio.gather(gone, calls[1], return_exceptions=True))
+
+    gone, kept = asyncio.run(main())
+    assert isinstance(gone, TimeoutError) and kept.text == "c1"
+    assert server.ended == {"c0": "answered", "c1": "answered"}
 
 
 class _Unreachable:

@@ -97,11 +97,16 @@ def read(path: Path) -> Counter[tuple[str, str]]:
         return joint_outcomes(json.loads(line) for line in f if line.strip())
 
 
+def judgebench_labels(judgebench: Path) -> dict[str, str]:
+    """pair_id -> "A>B" or "B>A", from a JudgeBench file."""
+    with judgebench.open() as f:
+        return {r["pair_id"]: r["label"] for r in map(json.loads, filter(str.strip, f))}
+
+
 def read_evaluation(outputs: Path, judgebench: Path) -> Counter[tuple[str, str]]:
     """The joint outcomes of our own judge's both-order verdicts (an evaluation's outputs.jsonl) on JudgeBench
     pairs. A verdict's sampled ranking decides (1–3: the first shown is better); the scale has no tie."""
-    with judgebench.open() as f:
-        labels = {r["pair_id"]: r["label"] for r in map(json.loads, filter(str.strip, f))}
+    labels = judgebench_labels(judgebench)
     records = []
     with outputs.open() as f:
         for item in map(json.loads, filter(str.strip, f)):

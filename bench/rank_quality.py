@@ -17,7 +17,7 @@ import argparse
 import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from scipy.stats import spearmanr
@@ -31,10 +31,15 @@ Design = Callable[[int, SimulatedJudges, int], Awaitable[tuple[list[float], int]
 
 
 def ours(
-    strategy: str, swap: bool = True, budget: float | None = None, position: Literal["no", "group", "pooled"] = "no"
+    strategy: str,
+    swap: bool = True,
+    budget: float | None = None,
+    position: Literal["no", "group", "pooled"] = "no",
+    **settings: Any,
 ) -> Design:
     """``position``: fit the first-position advantage per group (its prior the configured one) or with the prior
-    pooled over the groups judged before, as a router replica pools its judge's (policies.position_bias)."""
+    pooled over the groups judged before, as a router replica pools its judge's (policies.position_bias).
+    ``settings``: further SelectionConfig fields (e.g. ``strengths``)."""
     pool = PositionBiasPool()
 
     async def run(n: int, judges: SimulatedJudges, seed: int) -> tuple[list[float], int]:
@@ -44,6 +49,7 @@ def ours(
             use_principle=False,
             seed=seed,
             fit_position_bias=position != "no",
+            **settings,
             **({"max_pairwise_calls": int(budget * n)} if budget else {}),
         )
         if position == "pooled":
@@ -95,10 +101,10 @@ def designs() -> dict[str, Design]:
     }
 
 
-async def cell(
+async def trials_of(
     design: Design, n: int, trials: int, seed: int, model: JudgeModel = VARIANTS["base"]
-) -> tuple[float, float, float]:
-    """(mean Spearman ρ, its standard error, mean pairwise calls) over ``trials`` groups."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """(Spearman ρ, pairwise calls) per trial: trial t's group and judge noise are the same for every design."""
     rhos, calls = [], []
     for t in range(trials):
         quality = np.random.default_rng([seed, n, t]).normal(size=n)
@@ -107,6 +113,14 @@ async def cell(
         rho = spearmanr(rewards, quality).statistic
         rhos.append(0.0 if np.isnan(rho) else float(rho))  # all rewards equal: no order at all
         calls.append(used)
+    return np.asarray(rhos), np.asarray(calls, dtype=np.float64)
+
+
+async def cell(
+    design: Design, n: int, trials: int, seed: int, model: JudgeModel = VARIANTS["base"]
+) -> tuple[float, float, float]:
+    """(mean Spearman ρ, its standard error, mean pairwise calls) over ``trials`` groups."""
+    rhos, calls = await trials_of(design, n, trials, seed, model)
     return float(np.mean(rhos)), float(np.std(rhos) / np.sqrt(trials)), float(np.mean(calls))
 
 

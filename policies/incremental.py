@@ -122,7 +122,9 @@ async def select_arriving(
                     busy=[p for pairs in busy.values() for p in pairs],
                 )
                 if pairs := design.next_pairs(state)[:left]:
-                    task = asyncio.ensure_future(_run_round(pairs, pairwise, budget, config, rng, rounds))
+                    task = asyncio.ensure_future(
+                        _run_round(pairs, pairwise, budget, config, rng, rounds, earlier=list(comparisons))
+                    )
                     task.add_done_callback(lambda _: wake.set())
                     busy[task] = pairs
                     rounds += 1

@@ -39,10 +39,11 @@ from policies.position_bias import PositionBias, PositionBiasPool, fit_with_posi
 from policies.style import StyleEffect, fit_with_style
 from policies.validity import verdict_support
 from policies.verdicts import PairwiseResult, PrincipleResult, VerdictMode, mean_reward
+from policies.whole_verdict import fit_whole_verdict
 
 PairwiseCall = Callable[[int, int], Awaitable[PairwiseResult]]
 PrincipleCall = Callable[[int], Awaitable[Sequence[PrincipleResult]]]
-Strategy = Literal["principle", "circular", "knockout", "swiss", "round_robin", "adaptive", "anchored"]
+Strategy = Literal["principle", "circular", "knockout", "swiss", "round_robin", "adaptive", "anchored", "by_budget"]
 
 
 class SelectionConfig(BaseModel):
@@ -76,6 +77,21 @@ class SelectionConfig(BaseModel):
         "costs less when the judge has no style bias, smaller corrects a strong bias more (bench/style_control.py)",
     )
     bt_alpha: float = Field(default=0.1, gt=0.0, description="Bradley–Terry L2 penalty (prior precision / 2)")
+    strengths: Literal["bradley_terry", "whole_verdict"] = Field(
+        default="bradley_terry",
+        description="'bradley_terry': strengths from the ranking margins (helpfulness enters the ensemble beside "
+        "them); 'whole_verdict': one Gaussian model of each call's ranking margin and both helpfulness scores, "
+        "with the judge's mean score and first-position advantage fitted alongside (policies.whole_verdict)",
+    )
+    whole_verdict_margin_weight: float = Field(
+        default=0.25,
+        ge=0.0,
+        description="whole_verdict: the weight w_r of each ranking margin (0.25 with scores at 1: chosen on real "
+        "verdicts, then the simulated judges, bench/results/whole_verdict.md)",
+    )
+    whole_verdict_score_weight: float = Field(
+        default=1.0, ge=0.0, description="whole_verdict: the weight w_s of each helpfulness score"
+    )
     fit_position_bias: bool = Field(
         default=False,
         description="fit the judge's first-position advantage h with the strengths, one observation per call "
@@ -125,6 +141,14 @@ class SelectionConfig(BaseModel):
             raise ValueError("strategy 'principle' needs use_principle=true")
         if self.fit_position_bias and self.style_control:
             raise ValueError("fit_position_bias and style_control cannot be combined yet: choose one")
+        if self.strengths == "whole_verdict" or self.strategy == "by_budget":
+            if self.style_control or self.fit_position_bias:
+                raise ValueError(
+                    "strengths 'whole_verdict' fits its own first-position advantage and has no style covariates: "
+                    "it cannot be combined with style_control or fit_position_bias"
+                )
+            if self.whole_verdict_margin_weight + self.whole_verdict_score_weight <= 0:
+                raise ValueError("whole_verdict needs whole_verdict_margin_weight or whole_verdict_score_weight > 0")
         return self
 
     def with_position_pool(self, pool: PositionBiasPool) -> SelectionConfig:
@@ -135,6 +159,24 @@ class SelectionConfig(BaseModel):
         alpha = pool.prior_alpha(self.position_bias_alpha)
         return self.model_copy(update={"position_bias_prior": pool.mean, "position_bias_alpha": alpha})
 
+    def for_group(self, n: int) -> SelectionConfig:
+        """With strategy ``by_budget``: the design that ranked best at this group's budget of pairwise calls
+        (``max_pairwise_calls``, default 2N) on every simulated judge (bench/results/whole_verdict.md), all with
+        whole-verdict strengths — below 2N per group, a circle in one order; from 2N, Swiss in one order with rounds
+        until the budget is spent; from 3N, Swiss in both orders, likewise. Any other strategy: unchanged."""
+        if self.strategy != "by_budget":
+            return self
+        budget = self.max_pairwise_calls if self.max_pairwise_calls is not None else 2 * n
+        pairs_per_round = max(1, n // 2)
+        chosen: dict[str, object] = {"strengths": "whole_verdict", "max_pairwise_calls": budget}
+        if budget < 2 * n:
+            chosen |= {"strategy": "circular", "swap": False}
+        elif budget < 3 * n:
+            chosen |= {"strategy": "swiss", "swap": False, "swiss_rounds": -(-budget // pairs_per_round)}
+        else:
+            chosen |= {"strategy": "swiss", "swap": True, "swiss_rounds": -(-budget // (2 * pairs_per_round))}
+        return self.model_copy(update=chosen)
+
     def default_budget(self, n: int) -> int | None:
         """The adaptive design needs a budget: 4 calls per candidate unless told otherwise."""
         if self.max_pairwise_calls is not None:
@@ -142,6 +184,8 @@ class SelectionConfig(BaseModel):
         return 4 * n if self.strategy == "adaptive" else None
 
     def make_design(self) -> PairDesign | None:
+        if self.strategy == "by_budget":
+            raise ValueError("strategy 'by_budget' names no design until for_group(n) has chosen one")
         if self.strategy == "principle":
             return None
         if self.strategy == "swiss":
@@ -194,6 +238,9 @@ class SelectionResult(BaseModel):
         default=False, description="deadline_s passed before the design finished: the answer is the best so far"
     )
     cancelled_calls: int = Field(default=0, description="judge calls still running at the deadline, cancelled")
+    design: str | None = Field(
+        default=None, description="with strategy by_budget: the design it chose for this group's budget"
+    )
     elapsed_s: float
 
 
@@ -267,6 +314,29 @@ async def _principle_call(
         return [], False
 
 
+def _orient(
+    pairs: Sequence[tuple[int, int]], earlier: Sequence[Comparison], rng: np.random.Generator
+) -> list[tuple[int, int]]:
+    """One order per pair for a design without swapping: the candidate shown first less often so far (``earlier``
+    calls, then this round's) goes first, a coin decides ties. Each candidate's position bias then cancels as far as
+    the design allows (exactly on a circle) instead of falling on whoever a coin showed first twice."""
+    shown_first: dict[int, int] = {}  # times first minus times second
+    for c in earlier:
+        for first, second, verdict in ((c.i, c.j, c.forward), (c.j, c.i, c.backward)):
+            if verdict is not None:
+                shown_first[first] = shown_first.get(first, 0) + 1
+                shown_first[second] = shown_first.get(second, 0) - 1
+    oriented = []
+    for i, j in pairs:
+        lead_i, lead_j = shown_first.get(i, 0), shown_first.get(j, 0)
+        if lead_j < lead_i or (lead_i == lead_j and rng.random() < 0.5):
+            i, j = j, i
+        shown_first[i] = shown_first.get(i, 0) + 1
+        shown_first[j] = shown_first.get(j, 0) - 1
+        oriented.append((i, j))
+    return oriented
+
+
 async def _run_round(
     pairs: Sequence[tuple[int, int]],
     judge: PairwiseCall,
@@ -275,15 +345,11 @@ async def _run_round(
     rng: np.random.Generator,
     round_index: int,
     deadline: float | None = None,
+    earlier: Sequence[Comparison] = (),
 ) -> tuple[list[Comparison], bool]:
     """One round's comparisons, in pair order, and whether it finished before ``deadline``. A cut round keeps
     every call that answered; a pair none of whose calls answered stays in as planned and unanswered."""
-    oriented = []
-    for i, j in pairs:
-        # Without swapping, a random order spreads the position bias instead of always favouring one side.
-        if not config.swap and rng.random() < 0.5:
-            i, j = j, i
-        oriented.append((i, j))
+    oriented = _orient(pairs, earlier, rng) if not config.swap else list(pairs)
     answers: list[tuple[list[PairwiseResult], list[PairwiseResult]]] = [([], []) for _ in oriented]
 
     async def one_pair(k: int, i: int, j: int) -> None:
@@ -321,6 +387,11 @@ async def select_best(
     ``texts`` are the candidates as judged, needed (one per candidate) when ``config.style_control`` is on.
     """
     config = config or SelectionConfig()
+    chosen = None
+    if config.strategy == "by_budget":
+        config = config.for_group(n)
+        orders = "both orders" if config.swap else "one order"
+        chosen = f"{config.strategy}, {orders}, whole verdict, up to {config.max_pairwise_calls} calls"
     started = time.perf_counter()
     if n < 1:
         raise ValueError("n must be at least 1")
@@ -389,7 +460,16 @@ async def select_best(
             pairs = pairs[:pairs_left]
         if not pairs:
             break
-        judged, finished = await _run_round(pairs, pairwise, budget, config, rng, rounds, deadline)  # type: ignore[arg-type]
+        judged, finished = await _run_round(
+            pairs,
+            pairwise,  # type: ignore[arg-type]
+            budget,
+            config,
+            rng,
+            rounds,
+            deadline,
+            comparisons,
+        )
         comparisons.extend(judged)
         rounds += 1
         pair_rounds += 1
@@ -408,7 +488,7 @@ async def select_best(
             f"deadline_s {config.deadline_s:g} s passed: the answer is the best so far, from the {answered} calls "
             f"back by then; {cancelled} still running were cancelled"
         )
-    return _result(
+    result = _result(
         n,
         config,
         design,
@@ -425,6 +505,7 @@ async def select_best(
         started=started,
         cancelled=cancelled if not finished else 0,
     )
+    return result.model_copy(update={"design": chosen}) if chosen else result
 
 
 def _result(
@@ -544,6 +625,15 @@ def _score(
                 position_bias = position_bias.model_copy(
                     update={"group_estimate": own[0], "group_stderr": float(np.sqrt(own[1]))}
                 )
+        elif config.strengths == "whole_verdict":
+            fitted = fit_whole_verdict(
+                n,
+                judged,
+                w_margin=config.whole_verdict_margin_weight,
+                w_scores=config.whole_verdict_score_weight,
+                alpha=config.bt_alpha,
+                verdicts=config.verdicts,
+            )
         else:
             fitted = bt.fit(n, obs, alpha=config.bt_alpha)
         strength, stderr = fitted.theta, fitted.stderr
@@ -567,10 +657,12 @@ def _score(
     # Style-adjusted strengths replace the raw pairwise signals: the helpfulness means carry the same style
     # preference and cannot be adjusted, and a design's champion stands on the unadjusted verdicts.
     adjusted = style_effect is not None and style_effect.fitted
+    # Whole-verdict strengths hold the helpfulness scores already.
+    helpfulness_signal = None if adjusted or config.strengths == "whole_verdict" else helpfulness
     if strength is None and principle_signal is not None:
         score = standardize(principle_signal)  # principle-only: the weights have nothing to balance
     else:
-        score = combine(n, config.weights, strength, principle_signal, None if adjusted else helpfulness)
+        score = combine(n, config.weights, strength, principle_signal, helpfulness_signal)
     state = DesignState(n=n, comparisons=comparisons, rng=rng, tiebreak=tiebreak, prior=prior)
     ranking = sorted(range(n), key=lambda k: (-score[k], tiebreak[k]))
     # A design's champion stands on verdicts; with none at all (pairwise judge down), or a design the deadline

@@ -34,15 +34,34 @@ class PairwiseSettings(JudgeSettings):
     #: "full": the rendered format's whole JSON answer; "scores": only the three numbers (JSON schema);
     #: "compact": the three numbers in one fixed layout (regex; small models on long prompts)
     structured_output: Literal["off", "full", "scores", "compact"] = "off"
-    #: top logprobs per generated token, from which the belief at the ranking digit is read (soft verdicts). The
-    #: digits 1..6 are all a judge considers there, so 10 covers them; 0 asks for none (sampled verdicts only).
-    #: vLLM refuses more than its ``max_logprobs`` (20 by default).
+    #: top logprobs per generated token, from which the beliefs at the verdict's digits are read (soft verdicts),
+    #: when the judge does not know its tokenizer's digit ids (else it asks for exactly those, every digit's
+    #: logprob). The digits 1..6 are all a judge considers there, so 10 covers them; 0 asks for no logprobs at all
+    #: (sampled verdicts only). vLLM refuses more than its ``max_logprobs`` (20 by default).
     ranking_logprobs: int = Field(default=10, ge=0, le=20)
+
+
+def digit_token_ids(tokenizer: Any) -> list[int]:
+    """The ids of the tokenizer's single tokens that write a verdict digit 1..6: bare, after a space or after a
+    quote (the variants the belief reader sums), in a stable order."""
+    ids: dict[int, None] = {}
+    for digit in "123456":
+        for text in (digit, f" {digit}", f'"{digit}'):
+            encoded = tokenizer.encode(text, add_special_tokens=False)
+            if len(encoded) == 1:
+                ids[int(encoded[0])] = None
+    return list(ids)
 
 
 class PairwiseJudge(Judge):
     settings: PairwiseSettings
     responses_per_call = 2
+
+    def __init__(self, *args: Any, digit_token_ids: Sequence[int] = (), **kwargs: Any) -> None:
+        """``digit_token_ids`` (:func:`digit_token_ids`): ask for exactly these tokens' logprobs at every generated
+        position (vLLM's ``logprob_token_ids``), so each belief has all its digits, none cut by a top-k."""
+        super().__init__(*args, **kwargs)
+        self.digit_token_ids = list(digit_token_ids)
 
     def messages(
         self, conversation: ConversationInput, responses: Sequence[str], principle: str | None
@@ -74,8 +93,15 @@ class PairwiseJudge(Judge):
 
     def _logprob_request(self) -> dict[str, Any]:
         k = self.settings.ranking_logprobs
+        if k <= 0:
+            return {}
         # The belief is read after the reasoning (pairwise.parse.answer_start): the trace's logprobs stay behind.
-        return {"logprobs": True, "top_logprobs": k, LOGPROBS_FROM_LAST: THINK_CLOSE} if k > 0 else {}
+        request: dict[str, Any] = {"logprobs": True, LOGPROBS_FROM_LAST: THINK_CLOSE}
+        if self.digit_token_ids:
+            request["logprob_token_ids"] = self.digit_token_ids
+        else:
+            request["top_logprobs"] = k
+        return request
 
     async def compare(
         self, conversation: ConversationInput, response_1: str, response_2: str, principle: str | None = None

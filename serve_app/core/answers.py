@@ -76,6 +76,7 @@ def provenance(
         "use_principle": principle_used,
         "max_pairwise_calls": config.max_pairwise_calls,
         "verdicts": config.verdicts,
+        "strengths": config.strengths,
         "seed": config.seed,
     }
     return judges.model_copy(update={"design": design, "judge_versions": versions or {}})
@@ -93,6 +94,7 @@ def judging_account(selected: Selected, overlong: OverlongPolicy) -> dict[str, A
         "degraded": result.degraded,
         "deadline_reached": result.deadline_reached,
         "cancelled_calls": result.cancelled_calls,
+        "design": result.design,
         "duplicates": selected.duplicates,
         "truncated": selected.truncated,
         "overlong_policy": overlong,

@@ -19,7 +19,7 @@ from deployments.context import ContextBudget
 from deployments.engine_client import ChatClient, GarblingClient, OpenAIHttpClient, ServeHandleClient
 from deployments.hosting import llm_config_dict, resolve_cpu_dtype
 from deployments.pairwise import host as pairwise_host
-from deployments.pairwise.judge import PairwiseJudge
+from deployments.pairwise.judge import PairwiseJudge, digit_token_ids
 from deployments.principle import host as principle_host
 from deployments.principle.judge import PrincipleJudge
 from deployments.principle.parse import VerdictTokens
@@ -145,6 +145,7 @@ def build_judges(
             q.settings,
             special_tokens=control_tokens(tok),
             template_markers=native_template_markers(tok, q.settings),
+            digit_token_ids=digit_token_ids(tok),
         )
         built["pairwise"] = (judges.pairwise, tok)
     for role, (judge, tok) in built.items():

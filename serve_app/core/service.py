@@ -420,7 +420,9 @@ class JudgingService:
             ),
             duplicates=[list(g) for g in groups if len(g) > 1],
             truncated=sorted(i for u in cut for i in groups[u]),
-            judges=provenance(self.provenance, config, result.principle_calls > 0, dict(sorted(seen))),
+            judges=provenance(
+                self.provenance, config.for_group(len(candidates)), result.principle_calls > 0, dict(sorted(seen))
+            ),
             health=health,
         )
 

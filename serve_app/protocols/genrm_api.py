@@ -71,7 +71,11 @@ class SelectionOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    strategy: Strategy | None = Field(default=None, description="pair design; default from the configuration")
+    strategy: Strategy | None = Field(
+        default=None,
+        description="pair design; 'by_budget': the design that ranks best at max_pairwise_calls (default 2N), "
+        "measured; default from the configuration",
+    )
     max_pairwise_calls: int | None = Field(default=None, ge=0, le=100_000, description="budget, retries included")
     swap: bool | None = Field(default=None, description="judge every pair in both orders")
     use_principle: bool | None = Field(default=None, description="also score candidates with the principle judge")
@@ -125,6 +129,7 @@ _POSITION_BIAS = "with fit_position_bias: the judge's first-position advantage t
 _TRUNCATED = "candidates cut to fit the judges' context (overlong policy 'truncate'), judged on their beginning"
 _DEADLINE_REACHED = "deadline_s passed before the design finished: the answer rests on the calls back by then"
 _CANCELLED = "judge calls still running when deadline_s passed, cancelled (not counted in the calls above)"
+_DESIGN = "with strategy by_budget: the design it chose for the group's budget (provenance.design has its settings)"
 
 
 class Timings(BaseModel):
@@ -174,6 +179,7 @@ class BestOfNResponse(BaseModel):
     degraded: list[str] = Field(description="empty when every judge answered as asked")
     deadline_reached: bool = Field(default=False, description=_DEADLINE_REACHED)
     cancelled_calls: int = Field(default=0, description=_CANCELLED)
+    design: str | None = Field(default=None, description=_DESIGN)
     duplicates: list[list[int]] = Field(default_factory=list, description=_DUPLICATES)
     truncated: list[int] = Field(default_factory=list, description=_TRUNCATED)
     overlong_policy: OverlongPolicy
@@ -208,6 +214,7 @@ class RankResponse(BaseModel):
     degraded: list[str]
     deadline_reached: bool = Field(default=False, description=_DEADLINE_REACHED)
     cancelled_calls: int = Field(default=0, description=_CANCELLED)
+    design: str | None = Field(default=None, description=_DESIGN)
     duplicates: list[list[int]] = Field(default_factory=list, description=_DUPLICATES)
     truncated: list[int] = Field(default_factory=list, description=_TRUNCATED)
     overlong_policy: OverlongPolicy
@@ -396,6 +403,7 @@ class RewardResponse(BaseModel):
     degraded: list[str]
     deadline_reached: bool = Field(default=False, description=_DEADLINE_REACHED)
     cancelled_calls: int = Field(default=0, description=_CANCELLED)
+    design: str | None = Field(default=None, description=_DESIGN)
     truncated: bool = Field(default=False, description="this response was cut to fit (overlong policy 'truncate')")
     overlong_policy: OverlongPolicy
     timings: CohortTimings

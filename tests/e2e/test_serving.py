@@ -172,6 +172,10 @@ def test_compare_judges_both_orders(service: httpx.Client) -> None:
         verdict = out[side]["verdict"]
         assert verdict is not None, out[side]  # structured output makes even SmolLM2 answer in the schema
         assert 1 <= verdict["ranking"] <= 6 and 1 <= verdict["score_1"] <= 5
+        # The engine returned exactly the digit tokens' logprobs (logprob_token_ids): a belief at each digit.
+        for key, levels in (("ranking_probs", 6), ("score_1_probs", 5), ("score_2_probs", 5)):
+            belief = verdict[key]
+            assert belief is not None and len(belief) == levels and abs(sum(belief) - 1) < 1e-6, (key, verdict)
 
 
 def test_principle_score_reads_yes_no_logprobs(service: httpx.Client) -> None:

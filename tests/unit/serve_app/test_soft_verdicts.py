@@ -303,6 +303,26 @@ def test_the_judge_asks_for_top_logprobs_and_attaches_the_belief() -> None:
     assert result.verdict is not None and result.verdict.ranking_probs is None
 
 
+def test_a_judge_that_knows_its_digit_tokens_asks_for_exactly_those() -> None:
+    from tiny_tokenizer import chatml_tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    from deployments.pairwise.judge import digit_token_ids
+
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=chatml_tokenizer())
+    ids = digit_token_ids(tokenizer)
+    decoded = [tokenizer.decode([i]) for i in ids]
+    assert {d.strip(' "') for d in decoded} == set("123456")  # every digit, and variants (" 2") where one token
+    top = {"2": math.log(0.6), "1": math.log(0.3), "6": math.log(0.1)}
+    completion = Completion(text="".join(COMPACT), finish_reason="stop", logprobs=content(COMPACT, RANKING_AT, top))
+    client = RecordingClient(completion)
+    settings = PairwiseSettings(prompt_format="rendered", structured_output="compact")
+    judge = PairwiseJudge(client, settings, digit_token_ids=ids)
+    result = asyncio.run(judge.compare([{"role": "user", "content": "Which is right?"}], "Paris.", "Lyon."))
+    assert client.requests[0]["logprob_token_ids"] == ids and "top_logprobs" not in client.requests[0]
+    assert result.verdict is not None and result.verdict.ranking_probs == pytest.approx((0.3, 0.6, 0, 0, 0, 0.1))
+
+
 def test_ranking_logprobs_is_bounded_by_what_vllm_serves() -> None:
     with pytest.raises(ValidationError, match="less than or equal to 20"):
         PairwiseSettings(ranking_logprobs=50)

@@ -60,3 +60,17 @@ def test_a_group_that_met_two_judge_versions_is_judged_again_on_one() -> None:
     assert updated.calls > 1 + out["pairwise_calls"]  # the mixed first judging was thrown away
     flapping = rank(QualityClient(version=lambda k: f"v{k % 2}"))
     assert flapping.status_code == 503 and "updated" in flapping.text
+
+
+def test_a_design_chosen_by_budget_is_named_with_its_settings() -> None:
+    texts = [f"answer {k}, quality {k}" for k in range(6)]
+
+    async def go(http: httpx.AsyncClient) -> httpx.Response:
+        body = {"conversation": CONVERSATION, "candidates": texts, "strategy": "by_budget", "max_pairwise_calls": 12}
+        return await http.post("/v1/rank", json=body)
+
+    out = run_app(go).json()
+    assert out["design"] == "swiss, one order, whole verdict, up to 12 calls" and out["pairwise_calls"] <= 12
+    design = out["provenance"]["design"]
+    assert (design["strategy"], design["swap"], design["strengths"]) == ("swiss", False, "whole_verdict")
+    assert out["ranks"] == [6, 5, 4, 3, 2, 1]

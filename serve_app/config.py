@@ -304,6 +304,17 @@ class RouterConfig(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _cohort_strengths_fit(self) -> RouterConfig:
+        selection = self.selection
+        if self.cohorts.strengths == "whole_verdict" and (selection.style_control or selection.fit_position_bias):
+            raise ValueError(
+                "router.cohorts.strengths 'whole_verdict' fits its own first-position advantage and has no style "
+                "covariates, so it cannot run with router.selection.style_control or fit_position_bias; set "
+                "router.cohorts.strengths to 'bradley_terry' (or null) to keep those for cohorts"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _trainers_fit(self) -> RouterConfig:
         trainers = self.trainers
         # Only sizes a configuration sets: NeMo-Gym's default of 16 must not refuse a small max_candidates of a

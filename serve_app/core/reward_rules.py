@@ -74,7 +74,9 @@ def reward_rules(limits: RouterConfig) -> dict[str, RewardRule]:
     """Every rule by name, with this deployment's settings."""
     settings = limits.trainers.nemo_gym
     return {
-        "ensemble": RewardRule("ensemble", {"strategy": limits.cohorts.strategy}),
+        "ensemble": RewardRule(
+            "ensemble", {"strategy": limits.cohorts.strategy, "strengths": limits.cohorts.strengths}
+        ),
         "anchored": RewardRule("anchored", ANCHORED_DESIGN, anchored=True),
         "nemo_gym": RewardRule(
             "nemo_gym",

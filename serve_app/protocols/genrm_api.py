@@ -96,6 +96,11 @@ class SelectionOptions(BaseModel):
         description="fit the judge's first-position advantage with the strengths (a prior from the judge's earlier "
         "groups), so a design in one order is debiased too, and report it; default from the configuration",
     )
+    strengths: Literal["bradley_terry", "whole_verdict"] | None = Field(
+        default=None,
+        description="'bradley_terry': strengths from the ranking margins; 'whole_verdict': from each call's ranking "
+        "and both helpfulness scores in one model (policies.whole_verdict); default from the configuration",
+    )
     deadline_s: float | None = Field(
         default=None,
         gt=0.0,

@@ -4,6 +4,7 @@ debiased with, and the replica pools it over its groups so that the next group s
 from __future__ import annotations
 
 import httpx
+import pytest
 from stand_in_judges import CONVERSATION, run_app
 
 # The stand-in judge calls two equal responses "first slightly better" (ranking 3): a first-position bias.
@@ -37,6 +38,15 @@ def test_a_cohort_answer_reports_the_advantage_too() -> None:
         bodies = [{"conversation": CONVERSATION, "response": t, "group_size": 4} for t in EQUAL]
         return await asyncio.gather(*(http.post("/v1/reward", json=b) for b in bodies))
 
-    responses = run_app(go, router={"selection": {"strategy": "round_robin", "fit_position_bias": True}})
+    router = {"selection": {"strategy": "round_robin", "fit_position_bias": True}, "cohorts": {"strengths": None}}
+    responses = run_app(go, router=router)
     assert {r.status_code for r in responses} == {200}, responses[0].text
     assert all(r.json()["position_bias"]["group_estimate"] > 0.5 for r in responses)
+
+
+def test_cohorts_with_the_whole_verdict_refuse_a_position_fit_in_the_configuration() -> None:
+    from serve_app.config import RouterConfig
+
+    with pytest.raises(ValueError, match=r"router\.cohorts\.strengths 'whole_verdict'.*bradley_terry"):
+        RouterConfig.model_validate({"selection": {"fit_position_bias": True}})
+    RouterConfig.model_validate({"selection": {"fit_position_bias": True}, "cohorts": {"strengths": "bradley_terry"}})

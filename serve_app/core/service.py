@@ -447,13 +447,20 @@ class JudgingService:
                     prompt_principles = [*principles, *filter(None, [body.principle_for_pairwise])]
                     fitted, cut = await self._fit(conversation, distinct, prompt_principles, "candidate")
                     candidates.extend(fitted)
-                    judged = await self._one_version(
-                        stats,
-                        lambda _: asyncio.wait_for(
-                            select_best(len(candidates), pairwise_judge, principle_judge, config, candidates),
+                    judging_started = time.perf_counter()
+
+                    def judge_once(_: int) -> Awaitable[SelectionResult]:
+                        # A group judged again (a judge update met mid-group) keeps the request's one deadline.
+                        own = config
+                        if config.deadline_s is not None:
+                            left = config.deadline_s - (time.perf_counter() - judging_started)
+                            own = config.model_copy(update={"deadline_s": max(left, 1e-3)})
+                        return asyncio.wait_for(
+                            select_best(len(candidates), pairwise_judge, principle_judge, own, candidates),
                             self.limits.max_request_s,
-                        ),
-                    )
+                        )
+
+                    judged = await self._one_version(stats, judge_once)
         except TimeoutError:
             raise self._too_long(stats) from None
         return self._selected(stats, config, principles, judged, candidates, groups, cut, started, queued_s)

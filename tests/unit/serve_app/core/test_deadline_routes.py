@@ -86,3 +86,29 @@ def test_a_deadline_must_be_positive() -> None:
 
     answer = run_app(go)
     assert answer.status_code == 422 and "deadline_s" in answer.text and "greater than 0" in answer.text
+
+
+def test_a_group_judged_again_after_a_judge_update_keeps_the_requests_one_deadline() -> None:
+    """The judge's version changes during the first judging, so the group is judged again: in what is left of the
+    deadline (nothing: Swiss's three rounds of 0.4 s calls meet the 1 s deadline first), not in a fresh one."""
+
+    class Updated(QualityClient):
+        """Calls sent before the update (the warm-up and three more) answer as v1, later ones as v2."""
+
+        async def chat(self, request: dict[str, Any]) -> Completion:
+            sent_as = self.calls + 1
+            answer = await super().chat(request)
+            return answer.model_copy(update={"judge_version": "v1" if sent_as <= 4 else "v2"})
+
+    client = Updated(delay_s=0.4)
+
+    async def go(http: httpx.AsyncClient) -> tuple[httpx.Response, float]:
+        started = time.perf_counter()
+        body = {"conversation": CONVERSATION, "candidates": [*FAST, "quality 0", "quality 5", "quality 3"]}
+        answer = await http.post("/v1/rank", json={**body, "strategy": "swiss", "swap": True, "deadline_s": 1.0})
+        return answer, time.perf_counter() - started
+
+    answer, elapsed = run_app(go, client=client)
+    assert answer.status_code == 200, answer.text
+    # A fresh deadline would give the second judging another second: 2 s in all.
+    assert answer.json()["deadline_reached"] is True and elapsed < 1.5, elapsed

@@ -231,6 +231,8 @@ def multi_node_fleet(log_dir: Path) -> Iterator[Fleet]:
     cluster = FleetCluster(temp, log_dir)
     try:
         cluster.start_head()
+        if ray.is_initialized():  # still joined to the shared service's cluster, which has just been stopped
+            ray.shutdown()
         ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
         cluster.add_node("pairwise")
         cluster.add_node("principle")

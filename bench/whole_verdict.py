@@ -104,29 +104,32 @@ NVIDIA = "NVIDIA circular, 1 order, mean score"
 SWISS_SWAP = "swiss + swap (today's cohort default)"
 
 
+def _whole(name: str) -> dict[str, object]:
+    """The SelectionConfig fields of whole-verdict strengths in form ``name`` (FORMS)."""
+    w_r, w_s = FORMS[name]
+    return {"strengths": "whole_verdict", "whole_verdict_margin_weight": w_r, "whole_verdict_score_weight": w_s}
+
+
 def simulated_designs() -> dict[str, tuple[Design, str]]:
     """name -> (design, budget label)."""
     out: dict[str, tuple[Design, str]] = {
         "NVIDIA circular, 1 order, mean score": (nvidia_circular(), "N"),
         "circular, 1 order, Bradley–Terry (today)": (ours("circular", swap=False), "N"),
     }
-    for name, (w_r, w_s) in FORMS.items():
-        whole = {"strengths": "whole_verdict", "whole_verdict_margin_weight": w_r, "whole_verdict_score_weight": w_s}
-        out[f"circular, 1 order, {name}"] = (ours("circular", swap=False, **whole), "N")
+    for name in FORMS:
+        out[f"circular, 1 order, {name}"] = (ours("circular", swap=False, **_whole(name)), "N")
     out["swiss, 1 order, + position bias (pooled; today)"] = (ours("swiss", swap=False, position="pooled"), "2N")
-    for name, (w_r, w_s) in FORMS.items():
-        whole = {"strengths": "whole_verdict", "whole_verdict_margin_weight": w_r, "whole_verdict_score_weight": w_s}
-        out[f"swiss, 1 order, {name}"] = (ours("swiss", swap=False, **whole), "2N")
+    for name in FORMS:
+        out[f"swiss, 1 order, {name}"] = (ours("swiss", swap=False, **_whole(name)), "2N")
     for name in ("scores only", "whole verdict 1:4"):
-        w_r, w_s = FORMS[name]
-        whole = {"strengths": "whole_verdict", "whole_verdict_margin_weight": w_r, "whole_verdict_score_weight": w_s}
         # more Swiss rounds than log2 N, cut at 2N calls: the budget, not the round count, ends it
-        out[f"swiss to 2N, 1 order, {name}"] = (ours("swiss", swap=False, budget=2, swiss_rounds=64, **whole), "2N")
+        out[f"swiss to 2N, 1 order, {name}"] = (
+            ours("swiss", swap=False, budget=2, swiss_rounds=64, **_whole(name)),
+            "2N",
+        )
     out[SWISS_SWAP] = (ours("swiss"), "3N–4N")
     for name in ("scores only", "whole verdict 1:4", "whole verdict 1:1"):
-        w_r, w_s = FORMS[name]
-        whole = {"strengths": "whole_verdict", "whole_verdict_margin_weight": w_r, "whole_verdict_score_weight": w_s}
-        out[f"swiss + swap, {name}"] = (ours("swiss", **whole), "3N–4N")
+        out[f"swiss + swap, {name}"] = (ours("swiss", **_whole(name)), "3N–4N")
     return out
 
 

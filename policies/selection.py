@@ -44,6 +44,7 @@ from policies.whole_verdict import fit_whole_verdict
 PairwiseCall = Callable[[int, int], Awaitable[PairwiseResult]]
 PrincipleCall = Callable[[int], Awaitable[Sequence[PrincipleResult]]]
 Strategy = Literal["principle", "circular", "knockout", "swiss", "round_robin", "adaptive", "anchored", "by_budget"]
+Strengths = Literal["bradley_terry", "whole_verdict"]
 
 
 class SelectionConfig(BaseModel):
@@ -77,7 +78,7 @@ class SelectionConfig(BaseModel):
         "costs less when the judge has no style bias, smaller corrects a strong bias more (bench/style_control.py)",
     )
     bt_alpha: float = Field(default=0.1, gt=0.0, description="Bradley–Terry L2 penalty (prior precision / 2)")
-    strengths: Literal["bradley_terry", "whole_verdict"] = Field(
+    strengths: Strengths = Field(
         default="bradley_terry",
         description="'bradley_terry': strengths from the ranking margins (helpfulness enters the ensemble beside "
         "them); 'whole_verdict': one Gaussian model of each call's ranking margin and both helpfulness scores, "

@@ -46,7 +46,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from policies.selection import Strategy
+from policies.selection import Strategy, Strengths
 
 R = TypeVar("R")
 ClosedBy = Literal["full", "timeout"]
@@ -98,7 +98,7 @@ class CohortSettings(BaseModel):
         "N = 8 with 24 calls, 0.86 at N = 16 with 64), where the best-of-N default (adaptive) is tuned to find the "
         "best one only",
     )
-    strengths: Literal["bradley_terry", "whole_verdict"] | None = Field(
+    strengths: Strengths | None = Field(
         default="whole_verdict",
         description="how cohorts fit strengths (None: router.selection.strengths). The whole verdict (each call's "
         "ranking and both helpfulness scores) ranked every simulated judge better with the cohort design: Spearman "

@@ -14,7 +14,7 @@ from deployments.chat import ChatMessage, Text, validate_history
 from policies.debias import Comparison
 from policies.health import JudgeHealth
 from policies.position_bias import PositionBias
-from policies.selection import CandidateScore, Strategy
+from policies.selection import CandidateScore, Strategy, Strengths
 from policies.style import StyleEffect
 from policies.verdicts import PairwiseResult, PrincipleResult, VerdictMode
 from serve_app.protocols.openai_api import ModelCard
@@ -96,7 +96,7 @@ class SelectionOptions(BaseModel):
         description="fit the judge's first-position advantage with the strengths (a prior from the judge's earlier "
         "groups), so a design in one order is debiased too, and report it; default from the configuration",
     )
-    strengths: Literal["bradley_terry", "whole_verdict"] | None = Field(
+    strengths: Strengths | None = Field(
         default=None,
         description="'bradley_terry': strengths from the ranking margins; 'whole_verdict': from each call's ranking "
         "and both helpfulness scores in one model (policies.whole_verdict); default from the configuration",

@@ -1,10 +1,10 @@
-"""Prefix-cache affinity on a real judge fleet: Serve's default router against the consistent-hash router, one run.
+"""Prefix-cache affinity on a real judge fleet: Serve's default router against its two affinity routers, one run.
 
     python -m bench.fleet_bench                      # configs/cpu-fleet.yaml, 12 groups × 4 rollouts
-    python -m bench.fleet_bench --groups 16 --kv-mib 384 --variants default affinity
+    python -m bench.fleet_bench --groups 16 --kv-mib 384 --variants default affinity prefix
 
 Starts a Ray cluster of its own (own temp folder, random ports; nothing else on the machine is touched) and deploys
-``configs/cpu-fleet.yaml`` (two pairwise replicas, one principle replica) three times in turn, each time sending the
+``configs/cpu-fleet.yaml`` (two pairwise replicas, one principle replica) once per variant, each time sending the
 same burst of new groups:
 
 * ``single``: the pairwise judge as one replica with the fleet's whole KV cache (``--single-kv-mib``, default
@@ -12,7 +12,10 @@ same burst of new groups:
   fleet would reach if its replicas shared one cache (with one replica's cache it would thrash like the default
   router, and be no reference);
 * ``default``: two replicas, ``request_router_config`` removed (Serve's PowerOfTwoChoices router);
-* ``affinity``: two replicas as configured (``ConsistentHashRouter`` keyed by the group's prompt).
+* ``affinity``: two replicas with ``ConsistentHashRouter`` (each batch's ``session_id``: its group's key);
+* ``prefix``: two replicas with Serve's ``PrefixCacheAffinityRouter`` (as ``deployments.routing`` keeps it to live
+  replicas; each batch's ``prompt``: its group's key; a new key goes to the replica holding the least text, a known
+  one to the replica it went to).
 
 The burst: every group its own long conversation (a district report, ~1.3k tokens as a judge prompt), half of the
 groups arriving as per-rollout ``/v1/reward`` cohorts and half in one ``/v1/rank_batch``, all at once. Each pairwise
@@ -57,7 +60,21 @@ from deployments.hosting import cpu_model
 from serve_app.local_service import ROOT
 
 RESULTS = Path(__file__).parent / "results"
-VARIANTS = ("single", "default", "affinity")
+VARIANTS = ("single", "default", "affinity", "prefix")
+#: the request router of each two-replica variant (None: Serve's default, PowerOfTwoChoices)
+ROUTERS: dict[str, dict[str, Any] | None] = {
+    "default": None,
+    "affinity": {
+        "request_router_class": "ray.serve.experimental.consistent_hash_router.ConsistentHashRouter",
+        "request_router_kwargs": {"num_virtual_nodes": 100, "num_fallback_replicas": 1},
+    },
+    "prefix": {
+        "request_router_class": "deployments.routing.LiveReplicaAffinityRouter",
+        "request_router_kwargs": {"do_eviction": True},
+    },
+}
+#: the variants that route a group's calls by its key, each measured against the default router
+AFFINITY_VARIANTS = ("affinity", "prefix")
 TOKENS = "ray_vllm_prompt_tokens_by_source"
 FINISHED = "ray_vllm_request_success"
 RAY_CALLS = "ray_serve_deployment_request_counter"
@@ -127,8 +144,10 @@ def variant_args(document: Mapping[str, Any], variant: str, kv_mib: int, single_
             deployment["max_ongoing_requests"] *= replicas
         # the two fleet engines' threads (Ray gives each half-CPU engine one), so that the reference is not slower
         llm.setdefault("runtime_env", {}).setdefault("env_vars", {})["OMP_NUM_THREADS"] = "2"
-    elif variant == "default":
-        deployment.pop("request_router_config", None)  # Serve's default: PowerOfTwoChoices
+    elif ROUTERS[variant] is None:
+        deployment.pop("request_router_config", None)
+    else:
+        deployment["request_router_config"] = copy.deepcopy(ROUTERS[variant])
     return args
 
 
@@ -520,6 +539,7 @@ def report(
         "single": f"one, {args.single_kv_mib} MiB KV and 2 threads (the fleet's)",
         "default": f"two × {args.kv_mib} MiB KV, Serve's default router",
         "affinity": f"two × {args.kv_mib} MiB KV, ConsistentHashRouter",
+        "prefix": f"two × {args.kv_mib} MiB KV, LiveReplicaAffinityRouter (Serve's PrefixCacheAffinityRouter)",
     }
     for o in outcomes:
         t = o.total
@@ -568,35 +588,38 @@ def report(
 
 
 def targets(by: Mapping[str, Outcome]) -> list[str]:
-    """One line per target of the fleet issue, met or missed and by how much."""
+    """Per affinity router, one line per target of the fleet issue, met or missed and by how much."""
     out = []
     rate = {v: o.total.hit_rate for v, o in by.items()}
-    if "affinity" in rate and "single" in rate:
-        gap = rate["single"] - rate["affinity"]
-        verdict = "met" if gap <= WITHIN_SINGLE else f"missed by {100 * (gap - WITHIN_SINGLE):.1f} points"
-        out.append(
-            f"- Affinity's hit rate within {100 * WITHIN_SINGLE:.0f} points of a single replica's: "
-            f"{rate['affinity']:.1%} against {rate['single']:.1%} ({-100 * gap:+.1f} points): **{verdict}**."
-        )
-    if "default" in rate and "affinity" in rate:
-        short = rate["affinity"] - rate["default"]
-        verdict = "met" if short >= DEFAULT_SHORTFALL else f"missed by {100 * (DEFAULT_SHORTFALL - short):.1f} points"
-        vs_single = (
-            f", {100 * (rate['single'] - rate['default']):.1f} below the single replica" if "single" in rate else ""
-        )
-        out.append(
-            f"- The default router's shortfall (burst sized for >= {100 * DEFAULT_SHORTFALL:.0f} points): "
-            f"{rate['default']:.1%}, {100 * short:.1f} points below affinity{vs_single}: **{verdict}**."
-        )
-    if "default" in by and "affinity" in by:
-        a, d = (by[v].total.finished / by[v].wall_s for v in ("affinity", "default"))
-        ca, cd = (by[v].engine_cpu_s / max(by[v].total.finished, 1) for v in ("affinity", "default"))
-        verdict = "met" if a >= d else f"missed by {1 - a / d:.0%}"
-        out.append(
-            f"- Throughput with affinity not below the default router's: {a:.2f} against {d:.2f} judge calls/s "
-            f"({a / d - 1:+.0%}): **{verdict}**; the pairwise replicas' CPU per judge call: {ca:.2f} s against "
-            f"{cd:.2f} s ({ca / cd - 1:+.0%})."
-        )
+    for v in (v for v in AFFINITY_VARIANTS if v in by):
+        name = ROUTERS[v]["request_router_class"].rsplit(".", 1)[1]  # type: ignore[index]
+        if "single" in rate:
+            gap = rate["single"] - rate[v]
+            verdict = "met" if gap <= WITHIN_SINGLE else f"missed by {100 * (gap - WITHIN_SINGLE):.1f} points"
+            out.append(
+                f"- {name}: hit rate within {100 * WITHIN_SINGLE:.0f} points of a single replica's: "
+                f"{rate[v]:.1%} against {rate['single']:.1%} ({-100 * gap:+.1f} points): **{verdict}**."
+            )
+        if "default" in rate:
+            short = rate[v] - rate["default"]
+            verdict = (
+                "met" if short >= DEFAULT_SHORTFALL else f"missed by {100 * (DEFAULT_SHORTFALL - short):.1f} points"
+            )
+            vs_single = (
+                f", {100 * (rate['single'] - rate['default']):.1f} below the single replica" if "single" in rate else ""
+            )
+            out.append(
+                f"- {name}: the default router's shortfall (burst sized for >= {100 * DEFAULT_SHORTFALL:.0f} points): "
+                f"{rate['default']:.1%}, {100 * short:.1f} points below {v}{vs_single}: **{verdict}**."
+            )
+            a, d = (by[x].total.finished / by[x].wall_s for x in (v, "default"))
+            ca, cd = (by[x].engine_cpu_s / max(by[x].total.finished, 1) for x in (v, "default"))
+            verdict = "met" if a >= d else f"missed by {1 - a / d:.0%}"
+            out.append(
+                f"- {name}: throughput not below the default router's: {a:.2f} against {d:.2f} judge calls/s "
+                f"({a / d - 1:+.0%}): **{verdict}**; the pairwise replicas' CPU per judge call: {ca:.2f} s against "
+                f"{cd:.2f} s ({ca / cd - 1:+.0%})."
+            )
     return out
 
 

@@ -14,9 +14,9 @@ its answers parsed) and the judge client's affinity key. What is simulated: the 
   (NVIDIA-NeMo/Gym#1215). So the median is 8,192 tokens and the 99th percentile about 60,000: sigma =
   ln(60000 / 8192) / 2.326 = 0.86. Calls are cut at NVIDIA's ``max_output_tokens`` 16,384 (the recipe's and
   configs/gpu.yaml's cap).
-* **Routing** over replicas: Serve's default (power of two choices on queue length) or affinity (a stable hash of the
-  call's affinity key, as ``ConsistentHashRouter`` maps the group's session id, falling back to the next replica on
-  the ring while the first holds ``max_ongoing_requests``).
+* **Routing** over replicas: Serve's default (power of two choices on queue length) or affinity (the fleet configs'
+  ``PrefixCacheAffinityRouter`` on the call's affinity key: a new group to the replica given the fewest groups so
+  far, its later calls to that replica, waiting there while it is full).
 * **The router's CPU is charged as measured in the same run**: every call holds the one router process for the mean
   CPU time per call measured so far (``time.process_time`` over the run), so a router cannot scale for free.
 
@@ -31,9 +31,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import dataclasses
-import hashlib
 import json
 import math
 import random
@@ -57,7 +57,6 @@ from serve_app.protocols.genrm_api import RankBatchRequest
 #: the step shape of NVIDIA's Nemotron 3 Super RLHF recipe: prompts per step and rollouts per prompt
 PROMPTS, ROLLOUTS = 128, 16
 MAX_NUM_SEQS = 128  # configs/gpu.yaml's pairwise engine
-MAX_ONGOING = 256  # configs/gpu.yaml's max_ongoing_requests: beyond it the affinity router falls back
 MAX_TOKENS = 16384  # NVIDIA's GenRM max_output_tokens
 MEDIAN_TOKENS, SIGMA = 8192.0, 0.86  # NVIDIA-NeMo/Gym#1215, see the module docstring
 STEP_BASE_S, STEP_PER_SEQ_S, PREFILL_S = 0.015, 0.0003, 0.3  # assumed, see the module docstring
@@ -196,19 +195,19 @@ class FleetClient:
         self.latencies: list[float] = []  # per call: sent to answered
         self.run_times: list[float] = []  # per call: its time in the engine, queueing for a slot not counted
         self.truncated = 0
+        self.homes: dict[str, Replica] = {}  # affinity: each group key's replica
+        self.keys_held: collections.Counter[str] = collections.Counter()
 
     def _pick(self) -> Replica:
         key = AFFINITY_KEY.get()
         if self.routing == "affinity" and key is not None:
-            digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
-            primary = int.from_bytes(digest, "big") % len(self.replicas)
-            # ConsistentHashRouter with one fallback: the next replica on the ring when the primary is at its
-            # max_ongoing_requests (configs/gpu.yaml: 256)
-            for k in range(min(2, len(self.replicas))):
-                replica = self.replicas[(primary + k) % len(self.replicas)]
-                if replica.load < MAX_ONGOING:
-                    return replica
-            return self.replicas[primary]
+            # Serve's PrefixCacheAffinityRouter on the group key (deployments/routing.py): a key it has routed goes
+            # to the same replica, and waits there when that one is full; a new key to the replica that has been
+            # given the fewest (the least text in the router's prefix tree)
+            if key not in self.homes:
+                self.homes[key] = min(self.replicas, key=lambda r: self.keys_held[r.name])
+                self.keys_held[self.homes[key].name] += 1
+            return self.homes[key]
         a, b = self.rng.sample(self.replicas, 2) if len(self.replicas) > 1 else (self.replicas[0],) * 2
         return a if a.load <= b.load else b
 

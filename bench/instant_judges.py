@@ -14,6 +14,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import ray
 from ray import serve
 
 from deployments.judge_server import BatchedChat
@@ -31,6 +32,11 @@ def _response(content: str, logprobs: list[dict[str, Any]] | None = None) -> dic
     return {"id": "instant", "object": "chat.completion", "choices": [choice], "usage": {}}
 
 
+def _pairwise_verdict(request: Any) -> dict[str, Any]:
+    h = _digest(request)
+    return _response(json.dumps({"score_1": 1 + h % 5, "score_2": 1 + (h >> 8) % 5, "ranking": 1 + (h >> 16) % 6}))
+
+
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1000)
 class InstantPairwise(BatchedChat):
     def __init__(self, delay_s: float = 0.0) -> None:
@@ -39,9 +45,41 @@ class InstantPairwise(BatchedChat):
     async def chat(self, request: Any) -> AsyncIterator[dict[str, Any]]:
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
-        h = _digest(request)
-        verdict = {"score_1": 1 + h % 5, "score_2": 1 + (h >> 8) % 5, "ranking": 1 + (h >> 16) % 6}
-        yield _response(json.dumps(verdict))
+        yield _pairwise_verdict(request)
+
+
+@ray.remote(num_cpus=0)
+class ReplicaWitness:
+    """Which replica answered the batches of each group: a batch's ``prompt`` is its group's affinity key."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, set[str]] = {}
+        self._texts: dict[str, str] = {}
+
+    def saw(self, key: str, replica: str, text: str) -> None:
+        self._seen.setdefault(key, set()).add(replica)
+        self._texts[key] = text
+
+    def replicas_by_key(self, containing: str = "") -> dict[str, list[str]]:
+        """The replicas of each key whose requests' text contains ``containing``."""
+        return {key: sorted(seen) for key, seen in self._seen.items() if containing in self._texts[key]}
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1000)
+class WitnessedPairwise(BatchedChat):
+    """:class:`InstantPairwise`'s verdicts, and each batch reported to a :class:`ReplicaWitness` (by name)."""
+
+    def __init__(self, witness: str, namespace: str) -> None:
+        self._witness = ray.get_actor(witness, namespace=namespace)
+        self._replica = serve.get_replica_context().replica_id.unique_id
+
+    async def chat_many(self, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        text = json.dumps([body.get("messages") for body in bodies])
+        await self._witness.saw.remote(getattr(bodies, "prompt", ""), self._replica, text)
+        return await super().chat_many(bodies)
+
+    async def chat(self, request: Any) -> AsyncIterator[dict[str, Any]]:
+        yield _pairwise_verdict(request)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1000)

@@ -143,8 +143,9 @@ class ChatClient(Protocol):
 
 #: The affinity key of the judge calls being made: a group's prompt (one best-of-N or rank request, one batch
 #: group, one cohort). The router's core sets it around a group's judging; :class:`ServeHandleClient` sends the calls
-#: of one key as the handle's ``session_id``, which Serve's ``ConsistentHashRouter`` (``request_router_config`` of
-#: the judge deployment) maps to one replica, the one that already holds the prompt in its prefix cache.
+#: of one key as the handle's ``session_id`` and as their batch's ``prompt`` (:class:`ChatBatch`), which Serve's
+#: ``ConsistentHashRouter`` and ``PrefixCacheAffinityRouter`` (``request_router_config`` of the judge deployment)
+#: each map to one replica, the one that already holds the prompt in its prefix cache.
 AFFINITY_KEY: contextvars.ContextVar[str | None] = contextvars.ContextVar("genrm_affinity_key", default=None)
 #: The batch scope of the judge calls being made (any object; compared by identity): :class:`ServeHandleClient`
 #: coalesces calls into one ``chat_many`` only within one scope and affinity key. The router's core opens a scope per
@@ -154,15 +155,27 @@ AFFINITY_KEY: contextvars.ContextVar[str | None] = contextvars.ContextVar("genrm
 CALL_SCOPE: contextvars.ContextVar[object | None] = contextvars.ContextVar("genrm_call_scope", default=None)
 
 
+class ChatBatch(list[dict[str, Any]]):
+    """The argument of one ``chat_many`` call: its request bodies, and as ``prompt`` the text a request router may
+    place the batch by. Serve's ``PrefixCacheAffinityRouter`` reads a call's text from the ``prompt`` (or
+    ``messages``) attribute of its argument, remembers which replica each text went to, and sends a text it has seen
+    to that replica (and a new one to the replica holding the least text): the group's affinity key is that text, so
+    a group's batches follow its first and new groups spread evenly. A plain list to everything else."""
+
+    def __init__(self, bodies: Sequence[dict[str, Any]], prompt: str) -> None:
+        super().__init__(bodies)
+        self.prompt = prompt
+
+
 class ServeHandleClient:
     """A judge deployment (:mod:`deployments.judge_server`) behind a DeploymentHandle.
 
     Calls made in the same moment (one round of a best-of-N) are coalesced into one ``chat_many`` call per affinity
     key (:data:`AFFINITY_KEY`) and batch scope (:data:`CALL_SCOPE`): the selection code still issues one call per
     pair, but the router pays for one Ray round trip per group and round, and every call of a group carries the
-    group's key as its ``session_id``. When every caller of a batch has cancelled its call, the ``chat_many`` call is
-    cancelled: Serve cancels it on its replica, where vLLM aborts the requests (``AsyncLLM.generate`` aborts a
-    request whose generator is cancelled).
+    group's key as its ``session_id`` and its batch's ``prompt``. When every caller of a batch has cancelled its
+    call, the ``chat_many`` call is cancelled: Serve cancels it on its replica, where vLLM aborts the requests
+    (``AsyncLLM.generate`` aborts a request whose generator is cancelled).
     """
 
     #: event-loop turns to wait for the rest of a round before sending (a call reaches ``chat`` a few awaits deep)
@@ -197,7 +210,8 @@ class ServeHandleClient:
         many = self._many if affinity is None else self._many.options(session_id=affinity)
         self.sent += 1
         _own_internal_request_id()
-        response = many.remote([body for body, _ in batch])
+        # a call of no group is placed as a group of its own (the prefix router needs a non-empty text)
+        response = many.remote(ChatBatch([body for body, _ in batch], affinity or uuid.uuid4().hex))
 
         def give_up(_: asyncio.Future[Completion]) -> None:
             if all(future.cancelled() for _, future in batch):

@@ -342,10 +342,10 @@ class JudgingService:
     def _affinity(
         self, conversation: Sequence[ChatMessage], principles: Sequence[str], principle_for_pairwise: str | None
     ) -> Iterator[None]:
-        """Every call of a group carries its prompt as the affinity key: with Serve's ConsistentHashRouter on a judge
-        deployment, they reach the one replica that holds the prompt in its prefix cache. The group's calls are
-        batched apart from other groups' (a scope of their own), so that a deadline or a caller that goes away
-        cancels exactly its calls, on the engine too."""
+        """Every call of a group carries its prompt's key as the affinity key: with Serve's prefix-cache affinity
+        router (or ConsistentHashRouter) on a judge deployment, they reach the one replica that holds the prompt in
+        its prefix cache. The group's calls are batched apart from other groups' (a scope of their own), so that a
+        deadline or a caller that goes away cancels exactly its calls, on the engine too."""
         key = AFFINITY_KEY.set(prompt_fingerprint(_prompt_parts(conversation, principles, principle_for_pairwise)))
         scope = CALL_SCOPE.set(object())
         try:

@@ -76,10 +76,12 @@ def test_router_and_judges_run_on_three_nodes_and_requests_cross_them(fleet: Fle
     assert nodes["owners"] == nodes["router"]
     assert len(replicas(PAIRWISE_DEPLOYMENT)) == 2 and len(replicas("Router")) == 2
 
-    judge = serve.get_deployment_handle(PAIRWISE_DEPLOYMENT, app_name=APP)
+    # the one principle replica: a call with no text of its own to the pairwise fleet's affinity router goes to the
+    # less busy of its two replicas, which may be idle while the other runs every group
+    judge = serve.get_deployment_handle(PRINCIPLE_DEPLOYMENT, app_name=APP)
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
         answers = [pool.submit(best_of_n, fleet.client, k) for k in range(4)]
-        # while they run: the engines' own load, as the judges report it to Serve's autoscaler
+        # while they run: the engine's own load, as the judge reports it to Serve's autoscaler
         load = []
         while not all(a.done() for a in answers):
             load.append(judge.record_autoscaling_stats.remote().result()[ENGINE_SEQUENCES])

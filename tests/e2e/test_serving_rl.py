@@ -95,15 +95,31 @@ def test_two_router_replicas_give_each_cohort_one_owner(service: httpx.Client) -
     assert sorted(o["rank"] for o in out) == [1, 2, 3, 4, 5, 6]
 
 
-def test_a_rank_batch_through_the_consistent_hash_router_does_not_lose_calls(service: httpx.Client) -> None:
-    """The fleet config's affinity router (Serve's ConsistentHashRouter) in front of an instant judge, and one
-    /v1/rank_batch of six groups: each group's calls go out as their own handle call under the group's key, in the
-    same moment. They once shared the HTTP request's internal id, which that router indexes waiting calls by: it
-    assigned one and left the others waiting until the judge's silence limit, round after round."""
-    from live_service import deployed, smollm2_folder
+AFFINITY_ROUTERS = {
+    "consistent_hash": (
+        "ray.serve.experimental.consistent_hash_router.ConsistentHashRouter",
+        {"num_virtual_nodes": 100, "num_fallback_replicas": 1},
+    ),
+    "prefix_cache": ("ray.serve.llm.request_router.PrefixCacheAffinityRouter", {"do_eviction": True}),
+    "live_prefix_cache": ("deployments.routing.LiveReplicaAffinityRouter", {"do_eviction": True}),
+}
+
+
+def _rank_batch_through(
+    service: httpx.Client, router: str, stale_replica: bool = False
+) -> tuple[httpx.Response, dict[str, list[str]]]:
+    """One /v1/rank_batch of six groups through ``router`` in front of two replicas of an instant judge that reports
+    which replica answered each group's batches; the response, and the replicas each group's key reached.
+    ``stale_replica``: the deployment's prefix tree (Serve's actor, made here first) already names a replica that
+    is gone, as after the application was deployed again on the same cluster."""
+    import time
+
+    import ray
+    from live_service import connect, deployed, smollm2_folder
+    from ray.llm._internal.serve.routing_policies.prefix_aware.prefix_tree import PrefixTreeActor
     from ray.serve.config import RequestRouterConfig
 
-    from bench.instant_judges import InstantPairwise
+    from bench.instant_judges import ReplicaWitness, WitnessedPairwise
     from serve_app.app import bind_router
     from serve_app.config import AppConfig
 
@@ -116,12 +132,21 @@ def test_a_rank_batch_through_the_consistent_hash_router_does_not_lose_calls(ser
             "router": {"selection": {"strategy": "swiss", "use_principle": False}, "cohorts": {"enabled": False}},
         }
     )
-    routing = RequestRouterConfig(
-        request_router_class="ray.serve.experimental.consistent_hash_router.ConsistentHashRouter",
-        request_router_kwargs={"num_virtual_nodes": 100, "num_fallback_replicas": 1},
+    name, deployment = f"affinity-{router.replace('_', '-')}{'-stale' * stale_replica}", f"Witnessed{router}"
+    router_class, kwargs = AFFINITY_ROUTERS[router]
+    routing = RequestRouterConfig(request_router_class=router_class, request_router_kwargs=kwargs)
+    connect()  # before the first actor: Ray would start a cluster of its own
+    witness = ReplicaWitness.options(name=f"witness-{name}", namespace="genrm-tests").remote()
+    # the tree actor Serve's prefix routers share per deployment (found by this name, or made)
+    tree = PrefixTreeActor.options(
+        name="LlmPrefixTreeActor", namespace=f"serve::{name}::{deployment}", lifetime="detached", get_if_exists=True
+    ).remote()
+    if stale_replica:
+        ray.get(tree.add_tenants.remote([f"SERVE_REPLICA::{name}#{deployment}#gone"], time.time()))
+    judge = WitnessedPairwise.options(name=deployment, num_replicas=2, request_router_config=routing).bind(
+        f"witness-{name}", "genrm-tests"
     )
-    judge = InstantPairwise.options(name="AffinityPairwise", num_replicas=2, request_router_config=routing).bind()
-    app = bind_router(config, {"pairwise": str(smollm2_folder())}, None, judge, name="AffinityRouter")
+    app = bind_router(config, {"pairwise": str(smollm2_folder())}, None, judge, name=f"AffinityRouter{router}")
     groups = [
         {
             "conversation": [{"role": "user", "content": f"Name city {g}."}],
@@ -129,8 +154,43 @@ def test_a_rank_batch_through_the_consistent_hash_router_does_not_lose_calls(ser
         }
         for g in range(6)
     ]
-    with deployed(app, "affinity-batch", service) as prefix:
-        r = httpx.post(f"{BASE}{prefix}/v1/rank_batch", json={"groups": groups}, timeout=60)
+    try:
+        with deployed(app, name, service) as prefix:
+            r = httpx.post(f"{BASE}{prefix}/v1/rank_batch", json={"groups": groups}, timeout=60)
+        return r, ray.get(witness.replicas_by_key.remote("Name city"))  # not the start-up check's call
+    finally:
+        ray.kill(witness)
+        ray.kill(tree)
+
+
+@pytest.mark.parametrize("router", sorted(AFFINITY_ROUTERS))
+def test_a_rank_batch_through_an_affinity_router_keeps_each_group_on_one_replica(
+    service: httpx.Client, router: str
+) -> None:
+    """Each group's calls go out as their own handle call under the group's key, in the same moment, and every
+    batch of a group reaches one replica.
+
+    - ConsistentHashRouter reads the key from the handle's session_id. The batches once shared the HTTP request's
+      internal id, which that router indexes waiting calls by: it assigned one and left the others waiting until
+      the judge's silence limit, round after round.
+    - The prefix routers read the batch's ``prompt`` (a plain list of bodies fails them) and place a new key on
+      the replica holding the least text: the six groups use both replicas."""
+    r, seen = _rank_batch_through(service, router)
     assert r.status_code == 200, r.text
     results = [e["result"] for e in r.json()["results"]]
     assert len(results) == 6 and all(x["failed_calls"] == 0 and x["pairwise_calls"] > 0 for x in results), r.text
+    assert len(seen) == 6 and all(len(replicas) == 1 for replicas in seen.values()), seen
+    if router != "consistent_hash":
+        assert len({replicas[0] for replicas in seen.values()}) == 2, seen
+
+
+def test_the_prefix_router_forgets_a_replica_that_is_gone(service: httpx.Client) -> None:
+    """The prefix tree outlives its routers: a replica of an earlier deployment of the application stays in it.
+    Named as the least loaded, it would draw every new group to a replica that does not exist. The fleet's
+    router (deployments/routing.py) prunes it when it first sees the replica set: every group is judged, on the
+    two live replicas."""
+    r, seen = _rank_batch_through(service, "live_prefix_cache", stale_replica=True)
+    assert r.status_code == 200, r.text
+    results = [e["result"] for e in r.json()["results"]]
+    assert all(x["failed_calls"] == 0 and x["pairwise_calls"] > 0 for x in results), r.text
+    assert len(seen) == 6 and len({replica for replicas in seen.values() for replica in replicas}) == 2, seen

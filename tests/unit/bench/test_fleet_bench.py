@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
+from ray.serve.config import RequestRouterConfig
 
 from bench import fleet_bench as fb
 from bench.rl_burst import burst_config
@@ -43,7 +44,7 @@ def _page(hits: dict[str, float], computed: dict[str, float], finished: dict[str
 def test_arguments_default_to_the_fleet_config_and_a_single_replica_with_the_fleets_cache() -> None:
     args = fb.parse_args([])
     assert args.config == ROOT / "configs" / "cpu-fleet.yaml"
-    assert args.variants == ["single", "default", "affinity"]
+    assert args.variants == ["single", "default", "affinity", "prefix"]
     assert args.single_kv_mib == 2 * args.kv_mib
     args = fb.parse_args(["--kv-mib", "300", "--single-kv-mib", "500", "--variants", "affinity"])
     assert (args.kv_mib, args.single_kv_mib, args.variants) == (300, 500, ["affinity"])
@@ -74,16 +75,18 @@ def test_ray_calls_are_the_judge_deployments_own_per_route() -> None:
 def test_variants_differ_only_in_replicas_router_and_kv_cache() -> None:
     document = burst_config(ROOT / "configs" / "cpu-fleet.yaml", "adaptive", 12)
     llm = {v: fb.variant_args(document, v, 640, 1280)["pairwise"]["hosted"]["llm_config"] for v in fb.VARIANTS}
-    assert [llm[v]["deployment_config"]["num_replicas"] for v in fb.VARIANTS] == [1, 2, 2]
+    assert [llm[v]["deployment_config"]["num_replicas"] for v in fb.VARIANTS] == [1, 2, 2, 2]
     assert "request_router_config" not in llm["default"]["deployment_config"]
-    assert (
-        "ConsistentHashRouter" in llm["affinity"]["deployment_config"]["request_router_config"]["request_router_class"]
-    )
-    assert [llm[v]["engine_kwargs"]["kv_cache_memory_bytes"] for v in fb.VARIANTS] == [1280 * 2**20, *[640 * 2**20] * 2]
+    routers = {v: llm[v]["deployment_config"]["request_router_config"] for v in fb.AFFINITY_VARIANTS}
+    assert routers["affinity"]["request_router_class"].endswith(".ConsistentHashRouter")
+    assert routers["prefix"]["request_router_class"].endswith(".LiveReplicaAffinityRouter")
+    for router in routers.values():  # Ray's own schema imports the class
+        RequestRouterConfig(**router).get_request_router_class()
+    assert [llm[v]["engine_kwargs"]["kv_cache_memory_bytes"] for v in fb.VARIANTS] == [1280 * 2**20, *[640 * 2**20] * 3]
     assert all("VLLM_CPU_KVCACHE_SPACE" not in llm[v]["runtime_env"]["env_vars"] for v in fb.VARIANTS)
-    assert [llm[v]["runtime_env"]["env_vars"].get("OMP_NUM_THREADS") for v in fb.VARIANTS] == ["2", None, None]
+    assert [llm[v]["runtime_env"]["env_vars"].get("OMP_NUM_THREADS") for v in fb.VARIANTS] == ["2", None, None, None]
     # the single replica's bound on batches in flight is the whole fleet's
-    assert [llm[v]["deployment_config"]["max_ongoing_requests"] for v in fb.VARIANTS] == [16, 8, 8]
+    assert [llm[v]["deployment_config"]["max_ongoing_requests"] for v in fb.VARIANTS] == [16, 8, 8, 8]
     original = document["applications"][0]["args"]["pairwise"]["hosted"]["llm_config"]
     assert "request_router_config" in original["deployment_config"]  # the document itself is left as it was
     assert original["runtime_env"]["env_vars"]["VLLM_CPU_KVCACHE_SPACE"] == "1"
@@ -118,6 +121,16 @@ def test_targets_say_met_or_by_how_much_they_were_missed() -> None:
         }
     )
     assert "missed by 2.0 points" in missed[0] and "missed by 5.0 points" in missed[1] and "missed by 20%" in missed[2]
+    both = fb.targets(
+        {
+            "single": _outcome("single", 90, 10, 1),
+            "default": _outcome("default", 80, 10, 1),
+            "affinity": _outcome("affinity", 85, 8, 1),
+            "prefix": _outcome("prefix", 89, 10, 1),
+        }
+    )
+    assert len(both) == 6 and all(line.startswith("- LiveReplicaAffinityRouter:") for line in both[3:])
+    assert ["**met**" in line for line in both[3:]] == [True, False, True] and "missed by 1.0 points" in both[4]
 
 
 def test_per_group_batching_costs_ray_calls_in_the_replay() -> None:

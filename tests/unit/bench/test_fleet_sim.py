@@ -35,3 +35,23 @@ def test_a_small_step_runs_through_the_real_router_and_scales_with_replicas() ->
     assert one.calls >= 8 * 4 and two.calls >= 8 * 4  # circular: one call per rollout, failed ones retried
     assert two.makespan_s < one.makespan_s
     assert 0 < one.router_busy < 1 and one.router_cpu_per_call_ms > 0
+
+
+def test_affinity_keeps_each_group_on_one_replica_and_spreads_new_groups_evenly() -> None:
+    """The model of the fleet configs' prefix-cache affinity router: a group's calls on one replica, new groups on
+    the replica given the fewest."""
+    import collections
+    import contextvars
+
+    from deployments.engine_client import AFFINITY_KEY
+
+    client = sim.FleetClient(4, "affinity", seed=0)
+
+    def picks(key: str) -> set[str]:
+        context = contextvars.copy_context()
+        context.run(AFFINITY_KEY.set, key)
+        return {context.run(client._pick).name for _ in range(3)}
+
+    homes = [picks(f"group {g}") for g in range(8)]
+    assert all(len(home) == 1 for home in homes)
+    assert collections.Counter(name for home in homes for name in home) == {f"r{k}": 2 for k in range(4)}

@@ -15,6 +15,7 @@ from deployments.engine_client import (
     AFFINITY_KEY,
     CALL_SCOPE,
     LOGPROBS_FROM_LAST,
+    ChatBatch,
     JudgeCallError,
     OpenAIHttpClient,
     ServeHandleClient,
@@ -96,27 +97,32 @@ def test_calls_of_one_round_travel_as_one_batch() -> None:
 
 
 class _Routed(_Remote):
-    """A handle method that records, per batch, the ``session_id`` it was given through ``options``."""
+    """A handle method that records, per batch, the ``session_id`` it was given through ``options`` and its prompt."""
 
-    def __init__(self, server: BatchedChat, sessions: list[str | None], session: str | None = None) -> None:
+    def __init__(
+        self, server: BatchedChat, sessions: list[str | None], prompts: list[str], session: str | None = None
+    ) -> None:
         super().__init__(server)
-        self.sessions, self.session = sessions, session
+        self.sessions, self.prompts, self.session = sessions, prompts, session
 
     def options(self, *, session_id: str) -> _Routed:
-        return _Routed(self.server, self.sessions, session_id)
+        return _Routed(self.server, self.sessions, self.prompts, session_id)
 
     async def remote(self, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
         self.sessions.append(self.session)
+        self.prompts.append(bodies.prompt)  # type: ignore[attr-defined]
         return await self.server.chat_many(bodies)
 
 
 def test_calls_of_one_affinity_key_travel_together_with_it_as_their_session() -> None:
     """Three groups judged in the same moment: one batch per group, each sent with the group's key as session_id
-    (what Serve's ConsistentHashRouter routes by); calls without a key keep the plain handle."""
+    (what Serve's ConsistentHashRouter routes by) and as the batch's prompt (what PrefixCacheAffinityRouter reads);
+    calls without a key keep the plain handle, and their batch a text of its own."""
     sessions: list[str | None] = []
+    prompts: list[str] = []
 
     class Handle:
-        chat_many = _Routed(_EchoServer(), sessions)
+        chat_many = _Routed(_EchoServer(), sessions, prompts)
 
     client = ServeHandleClient(Handle(), model="m")
 
@@ -131,6 +137,21 @@ def test_calls_of_one_affinity_key_travel_together_with_it_as_their_session() ->
     answers = asyncio.run(main())
     assert answers[0] == ["m:g1-0", "m:g1-1", "m:g1-2"] and answers[1] == ["m:g2-0", "m:g2-1"]
     assert sorted(sessions, key=str) == sorted(["g1", "g2", None], key=str) and client.sent == 3
+    unkeyed = next(p for p in prompts if p not in ("g1", "g2"))
+    assert sorted(prompts) == sorted(["g1", "g2", unkeyed]) and len(unkeyed) == 32
+
+
+def test_a_batch_keeps_its_prompt_across_serialization() -> None:
+    """Ray pickles a handle call's argument: the judge replica gets a list of the same bodies, and the router's
+    prompt survives with it."""
+    import pickle
+
+    import cloudpickle
+
+    batch = ChatBatch([{"messages": []}, {"messages": [{"role": "user", "content": "x"}]}], prompt="key")
+    for dumps, loads in ((pickle.dumps, pickle.loads), (cloudpickle.dumps, cloudpickle.loads)):
+        back = loads(dumps(batch))
+        assert isinstance(back, list) and back == batch and back.prompt == "key"
 
 
 def test_one_failing_request_does_not_fail_its_batch() -> None:

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 from pydantic import ValidationError
+from ray.serve.config import RequestRouterConfig
+from ray.serve.llm.request_router import PrefixCacheAffinityRouter
 
 from deployments.hosting import HostedModel, llm_config_dict
 from deployments.pairwise import host as pairwise_host
@@ -68,13 +70,14 @@ def test_gpu_config_names_the_real_checkpoints_on_their_placement_groups() -> No
 
 
 def test_cpu_fleet_config_is_a_fleet_that_fits_two_cores() -> None:
-    """configs/cpu-fleet.yaml: two pairwise replicas routed by consistent hashing on the group key, one principle
+    """configs/cpu-fleet.yaml: two pairwise replicas routed by prefix-cache affinity on the group key, one principle
     replica, every engine on half a core and unbound, validated by Ray's own schema classes."""
     (app,) = validate_serve_config_file(ROOT / "configs" / "cpu-fleet.yaml")
     pairwise, principle = app.llm_configs["pairwise"], app.llm_configs["principle"]
     assert pairwise.deployment_config["num_replicas"] == 2 and "num_replicas" not in principle.deployment_config
     router = pairwise.deployment_config["request_router_config"]
-    assert router["request_router_class"].endswith("consistent_hash_router.ConsistentHashRouter")
+    assert router["request_router_class"] == "deployments.routing.LiveReplicaAffinityRouter"
+    assert issubclass(RequestRouterConfig(**router).get_request_router_class(), PrefixCacheAffinityRouter)
     demand = 0.0
     for llm in (pairwise, principle):
         replicas = llm.deployment_config.get("num_replicas", 1)

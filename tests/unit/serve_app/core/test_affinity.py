@@ -1,6 +1,6 @@
 """Affinity: every judge call of one group (a best-of-N or rank request, a batch group, a cohort) carries the group's
-prompt as its affinity key, which the judge client sends as the handle's session_id (Serve's ConsistentHashRouter
-routes by it); different prompts carry different keys."""
+prompt as its affinity key, which the judge client sends as the handle's session_id and as its batch's prompt (what
+Serve's ConsistentHashRouter and PrefixCacheAffinityRouter route by); different prompts carry different keys."""
 
 from __future__ import annotations
 

@@ -25,6 +25,8 @@ replica of a 22B-active MoE on H100: ~15 ms per decode step alone, ~55 ms at 128
 judge prompt of a few thousand tokens — plausible round numbers, not measurements).
 
     python -m bench.fleet_sim [--designs circular swiss adaptive] [--replicas 1 2 4 8] [--routing affinity default]
+
+Writes bench/results/fleet_sim.md (the table) and fleet_sim.png (scaling and the slowest call's share).
 """
 
 from __future__ import annotations
@@ -351,11 +353,39 @@ def report(outcomes: Sequence[Outcome]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot(outcomes: Sequence[Outcome], path: Path) -> None:
+    """Left: throughput against replicas, as a multiple of one replica's (the diagonal is linear scaling). Right:
+    the slowest call's share of the makespan."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    one = {(o.design, o.routing): o.calls_per_s for o in outcomes if o.replicas == 1}
+    fig, (speed, tail) = plt.subplots(1, 2, figsize=(10, 4))
+    counts = sorted({o.replicas for o in outcomes})
+    speed.plot(counts, counts, color="grey", linestyle=":", label="linear")
+    colours = {design: f"C{k}" for k, design in enumerate(dict.fromkeys(o.design for o in outcomes))}
+    for (design, routing), base in sorted(one.items()):
+        rows = sorted((o for o in outcomes if (o.design, o.routing) == (design, routing)), key=lambda o: o.replicas)
+        line = {"color": colours[design], "linestyle": "-" if routing == "default" else "--", "marker": "o"}
+        x = [o.replicas for o in rows]
+        speed.plot(x, [o.calls_per_s / base for o in rows], label=f"{design}, {routing} routing", **line)
+        tail.plot(x, [o.slowest_call_s / o.makespan_s for o in rows], **line)
+    speed.set(xlabel="pairwise replicas", ylabel="judge calls/s, × one replica's", xticks=counts)
+    tail.set(xlabel="pairwise replicas", ylabel="slowest call / makespan", xticks=counts, ylim=(0, 1))
+    speed.legend(fontsize=7)
+    fig.suptitle("One step of 128 × 16, simulated replicas (bench/fleet_sim.py)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--designs", nargs="+", default=["circular", "swiss", "adaptive"])
     parser.add_argument("--replicas", nargs="+", type=int, default=[1, 2, 4, 8])
-    parser.add_argument("--routing", nargs="+", default=["affinity"], choices=["affinity", "default"])
+    parser.add_argument("--routing", nargs="+", default=["affinity", "default"], choices=["affinity", "default"])
     parser.add_argument("--out", type=Path, default=Path("bench/results/fleet_sim.md"))
     args = parser.parse_args(argv)
     outcomes = []
@@ -365,8 +395,9 @@ def main(argv: list[str] | None = None) -> int:
                 outcome = run(design, replicas, routing)
                 print(json.dumps(dataclasses.asdict(outcome)), flush=True)
                 outcomes.append(outcome)
-    args.out.write_text(report(outcomes))
-    print(f"wrote {args.out}")
+    args.out.write_text(report(outcomes) + f"\n![scaling]({args.out.with_suffix('.png').name})\n")
+    plot(outcomes, args.out.with_suffix(".png"))
+    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from pathlib import Path
 
 from bench import fleet_sim as sim
 
@@ -55,3 +56,13 @@ def test_affinity_keeps_each_group_on_one_replica_and_spreads_new_groups_evenly(
     homes = [picks(f"group {g}") for g in range(8)]
     assert all(len(home) == 1 for home in homes)
     assert collections.Counter(name for home in homes for name in home) == {f"r{k}": 2 for k in range(4)}
+
+
+def test_the_plot_draws_each_design_and_routing(tmp_path: Path) -> None:
+    outcomes = [
+        sim.Outcome("circular", n, routing, 100, 600.0 / n, 60.0, n / 6.0, 0.5, 0.01, 0.9, 10.0, 0.2)
+        for n in (1, 2)
+        for routing in ("affinity", "default")
+    ]
+    sim.plot(outcomes, tmp_path / "fleet_sim.png")
+    assert (tmp_path / "fleet_sim.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -395,9 +395,10 @@ def main(argv: list[str] | None = None) -> int:
                 outcome = run(design, replicas, routing)
                 print(json.dumps(dataclasses.asdict(outcome)), flush=True)
                 outcomes.append(outcome)
-    args.out.write_text(report(outcomes) + f"\n![scaling]({args.out.with_suffix('.png').name})\n")
-    plot(outcomes, args.out.with_suffix(".png"))
-    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+    figure = args.out.with_suffix(".png")
+    args.out.write_text(report(outcomes) + f"\n![scaling]({figure.name})\n")
+    plot(outcomes, figure)
+    print(f"wrote {args.out} and {figure}")
     return 0
 
 

@@ -6,6 +6,7 @@ together; a /v1/rank_batch of two groups answers each as /v1/rank would, a bad g
 from __future__ import annotations
 
 import concurrent.futures
+from typing import Any
 
 import pytest
 
@@ -95,14 +96,17 @@ def test_two_router_replicas_give_each_cohort_one_owner(service: httpx.Client) -
     assert sorted(o["rank"] for o in out) == [1, 2, 3, 4, 5, 6]
 
 
-AFFINITY_ROUTERS = {
-    "consistent_hash": (
-        "ray.serve.experimental.consistent_hash_router.ConsistentHashRouter",
-        {"num_virtual_nodes": 100, "num_fallback_replicas": 1},
-    ),
-    "prefix_cache": ("ray.serve.llm.request_router.PrefixCacheAffinityRouter", {"do_eviction": True}),
-    "live_prefix_cache": ("deployments.routing.LiveReplicaAffinityRouter", {"do_eviction": True}),
-}
+def _affinity_routers() -> dict[str, dict[str, Any]]:
+    """The fleet benchmark's two affinity routers, and Serve's prefix router class itself."""
+    from bench.fleet_bench import ROUTERS
+
+    ours = ROUTERS["prefix"]
+    assert ours is not None and ROUTERS["affinity"] is not None
+    serve_class = {**ours, "request_router_class": "ray.serve.llm.request_router.PrefixCacheAffinityRouter"}
+    return {"consistent_hash": ROUTERS["affinity"], "prefix_cache": serve_class, "live_prefix_cache": ours}
+
+
+AFFINITY_ROUTERS = ("consistent_hash", "live_prefix_cache", "prefix_cache")
 
 
 def _rank_batch_through(
@@ -133,8 +137,7 @@ def _rank_batch_through(
         }
     )
     name, deployment = f"affinity-{router.replace('_', '-')}{'-stale' * stale_replica}", f"Witnessed{router}"
-    router_class, kwargs = AFFINITY_ROUTERS[router]
-    routing = RequestRouterConfig(request_router_class=router_class, request_router_kwargs=kwargs)
+    routing = RequestRouterConfig(**_affinity_routers()[router])
     connect()  # before the first actor: Ray would start a cluster of its own
     witness = ReplicaWitness.options(name=f"witness-{name}", namespace="genrm-tests").remote()
     # the tree actor Serve's prefix routers share per deployment (found by this name, or made)
@@ -163,7 +166,7 @@ def _rank_batch_through(
         ray.kill(tree)
 
 
-@pytest.mark.parametrize("router", sorted(AFFINITY_ROUTERS))
+@pytest.mark.parametrize("router", AFFINITY_ROUTERS)
 def test_a_rank_batch_through_an_affinity_router_keeps_each_group_on_one_replica(
     service: httpx.Client, router: str
 ) -> None:

@@ -39,12 +39,22 @@ def _pairwise_verdict(request: Any) -> dict[str, Any]:
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1000)
 class InstantPairwise(BatchedChat):
-    def __init__(self, delay_s: float = 0.0) -> None:
+    def __init__(self, delay_s: float = 0.0, version: str | None = None) -> None:
         self.delay_s = delay_s  # > 0: a judge that takes its time, for admission-control tests
+        self.version = version  # stamped on its answers as a hosted judge stamps its own (deployments.judge_server)
+        self.answered = 0
+
+    def _judge_version(self) -> str | None:
+        return self.version
+
+    def calls_answered(self) -> int:
+        """The calls this replica has answered."""
+        return self.answered
 
     async def chat(self, request: Any) -> AsyncIterator[dict[str, Any]]:
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
+        self.answered += 1
         yield _pairwise_verdict(request)
 
 

@@ -65,9 +65,17 @@ class BatchedChat:
         except Exception as exc:  # one bad request must not fail the whole batch
             return {"error": {"message": f"{type(exc).__name__}: {exc}"}}
 
+    def _judge_version(self) -> str | None:
+        """What this replica stamps its answers with (None: no stamp): replicas that judge differently (old and
+        new during a rolling update) must stamp differently, so a group never mixes their verdicts."""
+        return None
+
     async def chat_many(self, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """OpenAI chat-completion bodies (or error bodies), one per request, in order."""
-        return list(await asyncio.gather(*(self._answer(b) for b in bodies)))
+        """OpenAI chat-completion bodies (or error bodies), one per request, in order, each with the version
+        stamp."""
+        answers = list(await asyncio.gather(*(self._answer(b) for b in bodies)))
+        version = self._judge_version()
+        return answers if version is None else [{**a, JUDGE_VERSION_FIELD: version} for a in answers]
 
 
 #: The environment variable a hosted judge reads its niceness increment from (0 to 19; unset: unchanged).
@@ -101,13 +109,9 @@ def judge_server_class() -> type:
         def _chat_request(self, body: dict[str, Any]) -> Any:
             return ChatCompletionRequest.model_validate({**body, "stream": False})
 
-        async def chat_many(self, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            answers = await super().chat_many(bodies)
-            return [{**a, JUDGE_VERSION_FIELD: self._judge_version()} for a in answers]
-
         def _judge_version(self) -> str:
             """A hash of this replica's LLMConfig: two replicas with different models, sources or engine settings
-            (old and new during a rolling update) stamp their answers differently."""
+            stamp their answers differently."""
             version = getattr(self, "_genrm_version", None)
             if version is None:
                 config = self._llm_config.model_dump(exclude={"deployment_config", "runtime_env"})

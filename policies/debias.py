@@ -45,6 +45,8 @@ class Comparison(BaseModel):
     failures: int = 0
     #: failed calls whose answer hit max_tokens before its verdict (part of ``failures``)
     cut_off: int = 0
+    #: failed calls that got no answer at all, an error or a timeout (part of ``failures``)
+    unanswered: int = 0
     round: int = 0
 
     @property
@@ -122,7 +124,8 @@ def combine_results(
         verdicts=verdicts,
     )
     cut_off = sum(r.failure == CUT_OFF for r in all_results)
-    return merged.model_copy(update={"cut_off": cut_off}) if cut_off else merged
+    unanswered = sum(r.unanswered for r in all_results)
+    return merged.model_copy(update={"cut_off": cut_off, "unanswered": unanswered}) if cut_off or unanswered else merged
 
 
 def swap_inconsistency(comparisons: Sequence[Comparison]) -> float | None:

@@ -213,6 +213,11 @@ class CandidateScore(BaseModel):
     losses: float = 0.0
     verdicts: int = Field(default=0, description="usable judge verdicts this candidate's score rests on")
     planned_verdicts: int = Field(default=0, description="verdicts the design asked for about this candidate")
+    unanswered_calls: int = Field(
+        default=0,
+        description="judge calls about this candidate that got no answer at all (an error or a timeout), as opposed "
+        "to an answer that could not be read",
+    )
     valid: bool = Field(
         default=True,
         description="enough of the planned verdicts came back (min_verdict_share) for the score to be a reward",
@@ -296,9 +301,9 @@ async def _call_with_retries(
         try:
             result = await asyncio.wait_for(make_call(), config.call_timeout_s)
         except TimeoutError:
-            result = PairwiseResult(failure=f"judge call timed out after {config.call_timeout_s} s")
+            result = PairwiseResult(failure=f"judge call timed out after {config.call_timeout_s} s", unanswered=True)
         except Exception as exc:  # a judge that is down is a failed call, not a failed selection
-            result = PairwiseResult(failure=f"judge error: {type(exc).__name__}: {exc}")
+            result = PairwiseResult(failure=f"judge error: {type(exc).__name__}: {exc}", unanswered=True)
         results.append(result)
         if result.ok:
             break
@@ -541,9 +546,13 @@ def _result(
     support = verdict_support(
         n, comparisons, calls_per_pair, want_principle, np.isfinite(principle_means), config.min_verdict_share
     )
+    unanswered = [0] * n if principle_done is None else list((principle_done & ~principle_ok).astype(int))
+    for c in comparisons:
+        for k in (c.i, c.j):
+            unanswered[k] += c.unanswered
     candidates = [
-        c.model_copy(update={"verdicts": v, "planned_verdicts": p, "valid": ok})
-        for c, v, p, ok in zip(candidates, *support, strict=True)
+        c.model_copy(update={"verdicts": v, "planned_verdicts": p, "valid": ok, "unanswered_calls": int(u)})
+        for c, v, p, ok, u in zip(candidates, *support, unanswered, strict=True)
     ]
     if not all(support[2]):
         degraded.append(f"{support[2].count(False)} of {n} candidates rest on too few verdicts to be rewards")

@@ -188,6 +188,8 @@ class PairwiseResult(BaseModel):
     verdict: PairVerdict | None = None
     raw_text: str = ""
     failure: str | None = None
+    #: no answer came back (an error or a timeout), as opposed to an answer that could not be read
+    unanswered: bool = False
 
     @model_validator(mode="after")
     def _verdict_xor_failure(self) -> PairwiseResult:

@@ -795,11 +795,11 @@ class JudgingService:
                     stats, "pairwise", lambda: judge.compare(body.conversation, a, b, body.principle)
                 )
             except Exception as exc:
-                return PairwiseResult(failure=f"judge error: {exc}")
+                return PairwiseResult(failure=f"judge error: {exc}", unanswered=True)
 
         async with self._admitted(stats):
             forward, backward = await asyncio.gather(one(first, second), one(second, first))
-        if not forward.ok and not backward.ok and "judge error" in (forward.failure or ""):
+        if forward.unanswered and backward.unanswered:
             raise self._refuse(stats, reject(503, f"the pairwise judge is unavailable: {forward.failure}"))
         stats.status = "200"
         comparison = combine_results(0, 1, [forward], [backward], verdicts=self.limits.selection.verdicts)

@@ -138,15 +138,29 @@ def _hint(exc: Refusal, settings: NemoGymSettings) -> Refusal:
 
 def _mask(answer: RewardResponse) -> dict[str, Any]:
     """A rollout no judgement stands behind, marked as NeMo-Gym marks a failed judge (``mask_sample``, also under
-    ``instance_config`` for older NeMo-RL readers): NeMo-RL then leaves it out of the loss and the metrics."""
+    ``instance_config`` for older NeMo-RL readers): NeMo-RL then leaves it out of the loss and the metrics.
+
+    The kind comes from NeMo-Gym's vocabulary (``nemo_gym.failure_kinds``): ``judge_failed`` when calls about the
+    rollout got no answer (an error, a timeout, a judge that is down), ``judge_unparseable`` when the answers came
+    but could not be read. A failed call also gets the routing keys NeMo-Gym's own judge failsafe adds, so NeMo-Gym's
+    rollout collection files the row with its failures (out of the aggregates, retried on resume)."""
     if answer.valid:
         return {}
     row = answer.candidate
     reason = (
         f"{row.verdicts} of the {row.planned_verdicts} judge verdicts planned for this rollout were usable "
-        f"(router.selection.min_verdict_share); the reward is its cohort's mean valid reward"
+        f"(router.selection.min_verdict_share), {row.unanswered_calls} calls got no answer; the reward is its "
+        f"cohort's mean valid reward (0.0 when none is valid)"
     )
-    return {"mask_sample": True, "failure_kind": "judge_failed", "failure_reason": reason}
+    if not row.unanswered_calls:
+        return {"mask_sample": True, "failure_kind": "judge_unparseable", "failure_reason": reason}
+    return {
+        "mask_sample": True,
+        "failure_kind": "judge_failed",
+        "failure_reason": reason,
+        "_ng_failure_class": "judge_failed",
+        "_ng_failure_judge_error": reason,
+    }
 
 
 def _echo(body: VerifyRequest, reward: float, mask: dict[str, Any] | None = None) -> str:

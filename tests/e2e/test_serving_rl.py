@@ -197,3 +197,76 @@ def test_the_prefix_router_forgets_a_replica_that_is_gone(service: httpx.Client)
     results = [e["result"] for e in r.json()["results"]]
     assert all(x["failed_calls"] == 0 and x["pairwise_calls"] > 0 for x in results), r.text
     assert len(seen) == 6 and len({replica for replicas in seen.values() for replica in replicas}) == 2, seen
+
+
+def test_a_judge_updated_alone_while_a_cohort_is_open_judges_the_cohort_on_one_version(
+    service: httpx.Client,
+) -> None:
+    """The judge is an application of its own, updated by itself (Serve's rolling update: the new replica starts,
+    the old one drains and stops) while the router, untouched, holds a cohort whose first three rollouts the old
+    version has been judging. The last rollout arrives after the update. The cohort would mix two versions'
+    verdicts: it is judged again, whole, on the new version, and every answer names that version alone, from one
+    cohort closed full. The stamps are the replicas' own (BatchedChat.chat_many), carried through Serve's handles."""
+    import time
+
+    from live_service import connect, deployed, smollm2_folder
+    from ray import serve
+
+    from bench.instant_judges import InstantPairwise
+    from serve_app.app import bind_router
+    from serve_app.config import AppConfig
+
+    connect()
+    judge_app, deployment = "versioned-judge", "VersionedPairwise"
+
+    def update_judge(version: str) -> None:
+        judge = InstantPairwise.options(name=deployment, ray_actor_options={"num_cpus": 0}).bind(0.3, version)
+        serve.run(judge, name=judge_app, route_prefix=None)
+        deadline = time.monotonic() + 120
+        while serve.status().applications[judge_app].deployments[deployment].replica_states != {"RUNNING": 1}:
+            assert time.monotonic() < deadline, "the judge's update did not finish"  # the old replica has stopped
+            time.sleep(0.2)
+
+    config = AppConfig.model_validate(
+        {
+            "pairwise": {
+                "hosted": {"llm_config": {"model_loading_config": {"model_id": "instant-versioned"}}},
+                "call_timeout_s": 30,
+            },
+            "router": {
+                "selection": {"use_principle": False},
+                "cohorts": {"group_size": 4, "group_timeout_s": 120, "incremental": True},
+            },
+        }
+    )
+    update_judge("v1")
+    try:
+        handle = serve.get_deployment_handle(deployment, app_name=judge_app)
+        app = bind_router(config, {"pairwise": str(smollm2_folder())}, None, handle, name="VersionRouter")
+        with deployed(app, "versioned", service) as prefix:
+            url = f"{BASE}{prefix}/v1/reward"
+            at_start = handle.calls_answered.remote().result()  # the router's start-up check
+
+            def post(k: int) -> httpx.Response:
+                body = {"conversation": CONVERSATION, "response": f"Paris ({k}).", "group_id": "g", "group_size": 4}
+                return httpx.post(url, json=body, timeout=300)
+
+            with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+                early = [pool.submit(post, k) for k in range(3)]
+                deadline = time.monotonic() + 60
+                while (on_v1 := handle.calls_answered.remote().result() - at_start) < 2:
+                    assert time.monotonic() < deadline, "the first rollouts were never judged"
+                    time.sleep(0.1)
+                update_judge("v2")
+                last = post(3)
+                responses = [f.result() for f in early] + [last]
+            on_v2 = handle.calls_answered.remote().result()
+    finally:
+        serve.delete(judge_app)
+    assert [r.status_code for r in responses] == [200] * 4, [r.text for r in responses]
+    out = [r.json() for r in responses]
+    assert on_v1 >= 2  # the old version was judging the cohort when the update came
+    assert {tuple(o["provenance"]["judge_versions"].items()) for o in out} == {(("instant-versioned", "v2"),)}, out
+    assert len({o["cohort_id"] for o in out}) == 1 and {o["closed_by"] for o in out} == {"full"}
+    assert on_v2 >= out[0]["pairwise_calls"] > 0  # every call of the answer was made on the new version
+    assert sorted(o["rank"] for o in out) == [1, 2, 3, 4]

@@ -30,7 +30,7 @@ class BlindToOne(ExactJudge):
 
     async def principle(self, index: int) -> list[PrincipleResult]:
         if index == self.blind:
-            return [PrincipleResult(principle="correctness", reward=None)]
+            return [PrincipleResult(principle="correctness", failure="unreadable")]
         return await super().principle(index)
 
 
@@ -43,6 +43,36 @@ def test_a_candidate_no_call_could_judge_is_invalid_and_the_others_stay_valid(st
     assert rows[4].verdicts == 0 and rows[4].planned_verdicts > 0
     assert all(c.verdicts <= c.planned_verdicts for c in rows)
     assert any("too few verdicts" in d for d in result.degraded)
+
+
+class DownForOne(BlindToOne):
+    """Every call showing candidate ``blind`` gets no answer (the judge raises, as a judge that is down does)."""
+
+    async def pairwise(self, first: int, second: int) -> PairwiseResult:
+        if self.blind in (first, second):
+            raise ConnectionError("no replica")
+        return await ExactJudge.pairwise(self, first, second)
+
+    async def principle(self, index: int) -> list[PrincipleResult]:
+        if index == self.blind:
+            raise ConnectionError("no replica")
+        return await ExactJudge.principle(self, index)
+
+
+@pytest.mark.parametrize("down", [False, True])
+def test_unanswered_calls_are_told_apart_from_unreadable_answers(down: bool) -> None:
+    """A call that raised counts as unanswered on both its candidates' rows (and the principle request that
+    raised on its candidate's); an answer that could not be read does not."""
+    judge = (DownForOne if down else BlindToOne)([0.0, 3.0, 1.0, 2.0], blind=2)
+    config = SelectionConfig(strategy="round_robin", retries=0)
+    result = asyncio.run(select_best(4, judge.pairwise, judge.principle, config))
+    rows = sorted(result.candidates, key=lambda c: c.index)
+    if not down:
+        assert [c.unanswered_calls for c in rows] == [0, 0, 0, 0]
+        return
+    # round robin in both orders: 2 calls with each of the 3 others, plus its own principle request
+    assert [c.unanswered_calls for c in rows] == [2, 2, 7, 2]
+    assert sum(c.unanswered for c in result.comparisons) == 6 == result.failed_calls - 1
 
 
 def test_half_the_planned_verdicts_is_the_default_bar() -> None:

@@ -5,6 +5,7 @@ gets its group's mean valid reward where it cannot."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import httpx
@@ -58,6 +59,8 @@ def test_reward_marks_the_rollout_and_its_reward_is_the_cohorts_mean_valid_rewar
 
 def test_nemo_gym_verify_masks_the_sample_as_nemo_gym_does() -> None:
     from nemo_gym.base_resources_server import BaseVerifyResponse
+    from nemo_gym.failure_kinds import JUDGE_UNPARSEABLE
+    from nemo_gym.rollout_collection import NG_FAILURE_CLASS_KEY
 
     bodies = [verify_body(q, task=3, rollout=k) for k, q in enumerate((1, 4, 9, 6))]
     responses = rewards_of(bodies, "/verify", {"trainers": {"nemo_gym": {"num_rollouts_per_prompt": 4}}})
@@ -68,9 +71,56 @@ def test_nemo_gym_verify_masks_the_sample_as_nemo_gym_does() -> None:
         BaseVerifyResponse.model_validate({**r.json(), "response": {**r.json()["response"], **full}}) for r in responses
     ]
     assert [a.mask_sample for a in answers] == [False, False, True, False]
-    assert answers[2].failure_kind == "judge_failed" and "verdicts" in (answers[2].failure_reason or "")
+    # the judge answered, unreadably: NeMo-Gym's kind for that, and no failure routing (not a failed call)
+    assert answers[2].failure_kind == JUDGE_UNPARSEABLE and "verdicts" in (answers[2].failure_reason or "")
+    assert NG_FAILURE_CLASS_KEY not in responses[2].json()
     assert responses[2].json()["instance_config"]["mask_sample"] is True  # older NeMo-RL readers
     assert "mask_sample" not in responses[0].json()  # a valid row is echoed as before
+
+
+class DownJudge(QualityClient):
+    """A judge whose every call fails without an answer (its engine is gone)."""
+
+    async def chat(self, request: dict[str, Any]) -> Any:
+        self.calls += 1
+        raise ConnectionError("the engine is gone")
+
+
+def test_a_judge_that_is_down_masks_every_rollout_as_nemo_gyms_own_failsafe_does() -> None:
+    """Every call fails: each rollout of the cohort is answered (200), masked, and carries the fields NeMo-Gym's own
+    judge failsafe (``nemo_gym.judge.judge_failsafe``, run here on the same row) gives a failed judge, the keys that
+    route the row to the collector's failures file included; the core route says ``valid: false``."""
+    from nemo_gym.base_resources_server import BaseVerifyRequest
+    from nemo_gym.failure_kinds import JUDGE_FAILED
+    from nemo_gym.judge import JudgeError, judge_failsafe
+    from nemo_gym.rollout_collection import NG_FAILURE_CLASS_KEY
+
+    bodies = [verify_body(q, task=3, rollout=k) for k, q in enumerate((1, 4, 9, 6))]
+    router = {"trainers": {"nemo_gym": {"num_rollouts_per_prompt": 4}}}
+
+    async def go(http: httpx.AsyncClient) -> list[httpx.Response]:
+        verify = [http.post("/verify", json=b) for b in bodies]
+        core = [
+            http.post("/v1/reward", json={"conversation": CONVERSATION, "response": t, "group_size": 4}) for t in TEXTS
+        ]
+        return list(await asyncio.gather(*verify, *core))
+
+    responses = run_app(go, router, client=DownJudge())
+    assert [r.status_code for r in responses] == [200] * 8, [r.text for r in responses]
+    ours, core = [r.json() for r in responses[:4]], [r.json() for r in responses[4:]]
+
+    async def failing_verify(body: BaseVerifyRequest) -> None:
+        raise JudgeError("the engine is gone")
+
+    full = {"created_at": 0, "parallel_tool_calls": False, "tool_choice": "auto", "tools": []}
+    request = BaseVerifyRequest.model_validate({**bodies[0], "response": {**bodies[0]["response"], **full}})
+    reference = json.loads(asyncio.run(judge_failsafe(failing_verify)(body=request)).body)
+    marks = {k for k in reference if k not in request.model_dump()} - {"failure_reason", "_ng_failure_judge_error"}
+    assert {"mask_sample", "failure_kind", NG_FAILURE_CLASS_KEY, "reward"} <= marks
+    for row in ours:
+        assert {k: row[k] for k in marks} == {k: reference[k] for k in marks}, row
+        assert row["failure_kind"] == JUDGE_FAILED and "got no answer" in row["_ng_failure_judge_error"]
+    assert all(not a["valid"] and a["candidate"]["unanswered_calls"] > 0 for a in core), core
 
 
 def test_slime_dict_and_openrlhf_logs_carry_the_mark() -> None:

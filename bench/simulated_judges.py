@@ -107,13 +107,18 @@ class SimulatedJudges:
     def _fails(self) -> bool:
         return self.model.parse_failure > 0 and bool(self.rng.random() < self.model.parse_failure)
 
-    async def pairwise(self, first: int, second: int) -> PairwiseResult:
-        self.pairwise_calls += 1
+    def perceive(self, first: int, second: int) -> tuple[float, float]:
+        """One call's two perceptions (p_first, p_second), before they are quantised into a verdict."""
         s, b = self.model.strength, self.model.bias
         u = self._pair_error(first, second)
         call = np.sqrt(0.5 * (1.0 - self.model.pair_noise))  # each perception's own noise
         p1 = s * self.quality[first] + b / 2 + u / 2 + self._noise(call)
         p2 = s * self.quality[second] - b / 2 - u / 2 + self._noise(call)
+        return p1, p2
+
+    async def pairwise(self, first: int, second: int) -> PairwiseResult:
+        self.pairwise_calls += 1
+        p1, p2 = self.perceive(first, second)
         if self._fails():
             return PairwiseResult(failure="simulated parse failure", raw_text="<unreadable>")
         verdict = PairVerdict(

@@ -185,7 +185,7 @@ async def one_group(setup: Setup, trial: int, seed: int, incremental: bool, matc
     quality = np.random.default_rng([seed, n, trial]).normal(size=n)
     judges = SimulatedJudges(quality, VARIANTS["base"], np.random.default_rng([seed, n, trial, 1]))
     judge = TimedJudge(judges, np.random.default_rng([seed, n, trial, 2]), setup.latency)
-    config = SelectionConfig(strategy="swiss", use_principle=False, seed=trial)
+    config = SelectionConfig(strategy="swiss", use_principle=False, seed=trial, strengths="bradley_terry")
     times = arrival_times(setup.shape, n, setup.unit_s)
     start = loop.time()
     if not incremental:

@@ -41,6 +41,7 @@ def ours(
     pooled over the groups judged before, as a router replica pools its judge's (policies.position_bias).
     ``settings``: further SelectionConfig fields (e.g. ``strengths``)."""
     pool = PositionBiasPool()
+    settings.setdefault("strengths", "bradley_terry")  # the rows name their strengths; Bradley–Terry unless said
 
     async def run(n: int, judges: SimulatedJudges, seed: int) -> tuple[list[float], int]:
         config = SelectionConfig(

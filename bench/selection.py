@@ -36,34 +36,37 @@ class Entry:
 
 def strategies(n: int) -> list[Entry]:
     pairwise_only = {"use_principle": False}
+    # as these rows were measured: Bradley–Terry strengths, adaptive rounds of N/4 pairs
+    bt = {"strengths": "bradley_terry"}
+    adaptive = {**bt, "strategy": "adaptive", "adaptive_pairs_per_round": max(1, n // 4)}
     return [
-        Entry("principle only", SelectionConfig(strategy="principle"), uses_principle=True),
-        Entry("circular (1 order)", SelectionConfig(strategy="circular", swap=False, **pairwise_only)),
-        Entry("knockout (1 order)", SelectionConfig(strategy="knockout", swap=False, **pairwise_only)),
-        Entry("knockout + swap", SelectionConfig(strategy="knockout", **pairwise_only)),
-        Entry("swiss + swap", SelectionConfig(strategy="swiss", **pairwise_only)),
-        Entry("round-robin + swap", SelectionConfig(strategy="round_robin", **pairwise_only)),
+        Entry("principle only", SelectionConfig(strategy="principle", **bt), uses_principle=True),
+        Entry("circular (1 order)", SelectionConfig(strategy="circular", **bt, swap=False, **pairwise_only)),
+        Entry("knockout (1 order)", SelectionConfig(strategy="knockout", **bt, swap=False, **pairwise_only)),
+        Entry("knockout + swap", SelectionConfig(strategy="knockout", **bt, **pairwise_only)),
+        Entry("swiss + swap", SelectionConfig(strategy="swiss", **bt, **pairwise_only)),
+        Entry("round-robin + swap", SelectionConfig(strategy="round_robin", **bt, **pairwise_only)),
         Entry(
             "adaptive + swap (4N)",
-            SelectionConfig(strategy="adaptive", max_pairwise_calls=4 * n, **pairwise_only),
+            SelectionConfig(**adaptive, max_pairwise_calls=4 * n, **pairwise_only),
         ),
         Entry(
             "adaptive + swap (5N)",
-            SelectionConfig(strategy="adaptive", max_pairwise_calls=5 * n, **pairwise_only),
+            SelectionConfig(**adaptive, max_pairwise_calls=5 * n, **pairwise_only),
         ),
         Entry(
             "adaptive + swap + principle (4N)",
-            SelectionConfig(strategy="adaptive", max_pairwise_calls=4 * n),
+            SelectionConfig(**adaptive, max_pairwise_calls=4 * n),
             uses_principle=True,
         ),
         Entry(
             "adaptive + principle as BT prior (4N)",
-            SelectionConfig(strategy="adaptive", max_pairwise_calls=4 * n, principle_prior=0.3),
+            SelectionConfig(**adaptive, max_pairwise_calls=4 * n, principle_prior=0.3),
             uses_principle=True,
         ),
         Entry(
             "adaptive + swap + principle (5N)",
-            SelectionConfig(strategy="adaptive", max_pairwise_calls=5 * n),
+            SelectionConfig(**adaptive, max_pairwise_calls=5 * n),
             uses_principle=True,
         ),
     ]

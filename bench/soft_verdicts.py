@@ -156,7 +156,13 @@ async def group_cell(n: int, strategy: str, share: float, trials: int, seed: int
         quality = np.random.default_rng([seed, n, t]).normal(size=n)
         for mode in MODES:  # the same judge noise for both modes: only the reading of the verdicts differs
             judges = BeliefJudges(quality, JudgeModel(), np.random.default_rng([seed, n, t, 1]), share)
-            config = SelectionConfig(strategy=strategy, use_principle=False, seed=t, verdicts=mode)  # type: ignore[arg-type]
+            config = SelectionConfig(
+                strategy=strategy,  # type: ignore[arg-type]
+                use_principle=False,
+                seed=t,
+                verdicts=mode,
+                strengths="bradley_terry",
+            )
             result = await select_best(n, judges.pairwise, None, config)
             scores = [c.score for c in sorted(result.candidates, key=lambda c: c.index)]
             rho = spearmanr(scores, quality).statistic

@@ -79,7 +79,13 @@ async def cell(
         quality, length, texts = group(n, rho, np.random.default_rng([seed, n, t]))
         for style in (False, True):  # the same judge noise with and without style control
             judges = LengthBiasedJudges(quality, length, c, JudgeModel(), np.random.default_rng([seed, n, t, 1]))
-            config = SelectionConfig(strategy=strategy, use_principle=False, seed=t, style_control=style)  # type: ignore[arg-type]
+            config = SelectionConfig(
+                strategy=strategy,  # type: ignore[arg-type]
+                use_principle=False,
+                seed=t,
+                style_control=style,
+                strengths="bradley_terry",
+            )
             result = await select_best(n, judges.pairwise, None, config, texts)
             scores = [k.score for k in sorted(result.candidates, key=lambda k: k.index)]
             r = spearmanr(scores, quality).statistic

@@ -29,6 +29,7 @@ from numpy.typing import NDArray
 from policies import bradley_terry as bt
 from policies.debias import Comparison, mean_helpfulness
 from policies.ensemble import standardize
+from policies.whole_verdict import WholeVerdictForm, fit_whole_verdict
 
 Pair = tuple[int, int]
 
@@ -344,8 +345,13 @@ class Adaptive(PairDesign):
     ranking margins do not); a candidate still unjudged (odd N, or a budget cut) meets the leader, and the slots go to
     pairs among the contenders in order of P(best) — (1, 2), (1, 3), (2, 3), (1, 4), … — each pair judged at most
     ``max_repeats`` times. The design stops early once one candidate
-    is the best with probability ``stop_confidence``. Rounds hold N/4 pairs: narrower rounds adapt more often
-    (better choices per call) at the price of more sequential rounds (bench/selection.py measured both).
+    is the best with probability ``stop_confidence``. Rounds hold N/2 pairs: narrower rounds adapt more often at the
+    price of more sequential rounds, each a judge call's latency, and N/4 found the best no more often than N/2 in
+    twice the rounds (bench/results/selection_rounds.md).
+
+    With ``whole_verdict`` (a form of :func:`~policies.whole_verdict.fit_whole_verdict`) the posterior behind P(best)
+    is the whole verdict's — ranking margins and both helpfulness scores in one exact Gaussian model, with the
+    first-position advantage fitted — instead of Bradley–Terry with the helpfulness prior.
     """
 
     wants_prior_first = True
@@ -357,19 +363,35 @@ class Adaptive(PairDesign):
         samples: int = 1000,
         max_repeats: int = 3,
         helpfulness_prior: float = 1.0,
+        whole_verdict: WholeVerdictForm | None = None,
     ) -> None:
         self.pairs_per_round = pairs_per_round
         self.stop_confidence = stop_confidence
         self.samples = samples
         self.max_repeats = max_repeats
         self.helpfulness_prior = helpfulness_prior
+        self.whole_verdict = whole_verdict
         self._opening: list[Pair] | None = None
+
+    def _fit(self, state: DesignState) -> bt.BTFit:
+        n = state.n
+        if self.whole_verdict is not None:
+            judged = [c for c in state.comparisons if c.margin is not None]
+            return fit_whole_verdict(
+                n, judged, **self.whole_verdict._asdict(), alpha=state.alpha, prior_mean=state.prior
+            )
+        # Measured on 1000-trial runs at N = 16: P(best) 0.730 -> 0.755 with the helpfulness prior at scale 1.
+        prior = self.helpfulness_prior * standardize(mean_helpfulness(state.comparisons, n))
+        if state.prior is not None:
+            prior = prior + state.prior
+        obs = bt.outcomes_from_comparisons(state.comparisons, state.outcome_mode)
+        return bt.fit(n, obs, alpha=state.alpha, prior_mean=prior)
 
     def next_pairs(self, state: DesignState) -> list[Pair]:
         n = state.n
         if n < 2 or state.pairs_left == 0:
             return []
-        width = self.pairs_per_round or max(1, n // 4)
+        width = self.pairs_per_round or max(1, n // 2)
         if self._opening is None:
             order = state.order(state.prior) if state.prior is not None else list(state.rng.permutation(n))
             self._opening = [(order[k], order[k + 1]) for k in range(0, n - 1, 2)]
@@ -379,12 +401,7 @@ class Adaptive(PairDesign):
             batch, self._opening = self._opening[:width], self._opening[width:]
             return batch
 
-        # Measured on 1000-trial runs at N = 16: P(best) 0.730 -> 0.755 with the helpfulness prior at scale 1.
-        prior = self.helpfulness_prior * standardize(mean_helpfulness(state.comparisons, n))
-        if state.prior is not None:
-            prior = prior + state.prior
-        obs = bt.outcomes_from_comparisons(state.comparisons, state.outcome_mode)
-        fit = bt.fit(n, obs, alpha=state.alpha, prior_mean=prior)
+        fit = self._fit(state)
         p_best = fit.p_best(state.rng, self.samples)
         if p_best.max() >= self.stop_confidence:
             return []

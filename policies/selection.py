@@ -39,7 +39,7 @@ from policies.position_bias import PositionBias, PositionBiasPool, fit_with_posi
 from policies.style import StyleEffect, fit_with_style
 from policies.validity import verdict_support
 from policies.verdicts import PairwiseResult, PrincipleResult, VerdictMode, mean_reward
-from policies.whole_verdict import fit_whole_verdict
+from policies.whole_verdict import WholeVerdictForm, fit_whole_verdict
 
 PairwiseCall = Callable[[int, int], Awaitable[PairwiseResult]]
 PrincipleCall = Callable[[int], Awaitable[Sequence[PrincipleResult]]]
@@ -78,11 +78,13 @@ class SelectionConfig(BaseModel):
         "costs less when the judge has no style bias, smaller corrects a strong bias more (bench/style_control.py)",
     )
     bt_alpha: float = Field(default=0.1, gt=0.0, description="Bradley–Terry L2 penalty (prior precision / 2)")
-    strengths: Strengths = Field(
-        default="bradley_terry",
+    strengths: Strengths | None = Field(
+        default=None,
         description="'bradley_terry': strengths from the ranking margins (helpfulness enters the ensemble beside "
         "them); 'whole_verdict': one Gaussian model of each call's ranking margin and both helpfulness scores, "
-        "with the judge's mean score and first-position advantage fitted alongside (policies.whole_verdict)",
+        "with the judge's mean score and first-position advantage fitted alongside (policies.whole_verdict); "
+        "None: the measured choice, the whole verdict, or Bradley–Terry when style_control or fit_position_bias "
+        "asks for its own fits",
     )
     whole_verdict_margin_weight: float = Field(
         default=0.25,
@@ -178,6 +180,19 @@ class SelectionConfig(BaseModel):
             chosen |= {"strategy": "swiss", "swap": True, "swiss_rounds": -(-budget // (2 * pairs_per_round))}
         return self.model_copy(update=chosen)
 
+    @property
+    def fitted_strengths(self) -> Strengths:
+        """The strengths this selection fits: ``strengths``, or when unset the whole verdict — which ranked every
+        simulated judge better and finds the best more often in half the rounds (bench/results/whole_verdict.md,
+        selection_rounds.md) — unless style control or the position fit asks for Bradley–Terry."""
+        if self.strengths is not None:
+            return self.strengths
+        return "bradley_terry" if self.style_control or self.fit_position_bias else "whole_verdict"
+
+    def whole_verdict_form(self) -> WholeVerdictForm:
+        """The whole-verdict fit's form these settings give (weights and verdict mode)."""
+        return WholeVerdictForm(self.whole_verdict_margin_weight, self.whole_verdict_score_weight, self.verdicts)
+
     def default_budget(self, n: int) -> int | None:
         """The adaptive design needs a budget: 4 calls per candidate unless told otherwise."""
         if self.max_pairwise_calls is not None:
@@ -196,6 +211,7 @@ class SelectionConfig(BaseModel):
                 pairs_per_round=self.adaptive_pairs_per_round,
                 stop_confidence=self.adaptive_stop_confidence,
                 helpfulness_prior=self.adaptive_helpfulness_prior,
+                whole_verdict=self.whole_verdict_form() if self.fitted_strengths == "whole_verdict" else None,
             )
         return DESIGNS[self.strategy]()
 
@@ -635,15 +651,8 @@ def _score(
                 position_bias = position_bias.model_copy(
                     update={"group_estimate": own[0], "group_stderr": float(np.sqrt(own[1]))}
                 )
-        elif config.strengths == "whole_verdict":
-            fitted = fit_whole_verdict(
-                n,
-                judged,
-                w_margin=config.whole_verdict_margin_weight,
-                w_scores=config.whole_verdict_score_weight,
-                alpha=config.bt_alpha,
-                verdicts=config.verdicts,
-            )
+        elif config.fitted_strengths == "whole_verdict":
+            fitted = fit_whole_verdict(n, judged, **config.whole_verdict_form()._asdict(), alpha=config.bt_alpha)
         else:
             fitted = bt.fit(n, obs, alpha=config.bt_alpha)
         strength, stderr = fitted.theta, fitted.stderr
@@ -668,7 +677,7 @@ def _score(
     # preference and cannot be adjusted, and a design's champion stands on the unadjusted verdicts.
     adjusted = style_effect is not None and style_effect.fitted
     # Whole-verdict strengths hold the helpfulness scores already.
-    helpfulness_signal = None if adjusted or config.strengths == "whole_verdict" else helpfulness
+    helpfulness_signal = None if adjusted or config.fitted_strengths == "whole_verdict" else helpfulness
     if strength is None and principle_signal is not None:
         score = standardize(principle_signal)  # principle-only: the weights have nothing to balance
     else:

@@ -27,6 +27,7 @@ independent; the weights are what the measurement chose, not noise variances to 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -37,6 +38,14 @@ from policies.verdicts import PairVerdict, VerdictMode
 
 #: prior precision / 2 of μ and h: nearly flat (sd ~7), so the data decide them
 NUISANCE_ALPHA = 0.01
+
+
+class WholeVerdictForm(NamedTuple):
+    """The form of the fit: the weights w_r and w_s, and which margins and scores a call gives (``verdicts``)."""
+
+    w_margin: float = 1.0
+    w_scores: float = 1.0
+    verdicts: VerdictMode = "soft"
 
 
 def _rows(
@@ -83,9 +92,11 @@ def fit_whole_verdict(
     w_scores: float = 1.0,
     alpha: float = 0.1,
     verdicts: VerdictMode = "soft",
+    prior_mean: NDArray[np.float64] | None = None,
 ) -> BTFit:
     """The posterior of θ (see the module docstring) as a :class:`BTFit`: ``theta`` and ``covariance`` are θ's,
-    ``beta`` is (μ, h) and ``beta_covariance`` theirs. With no observation it is the prior."""
+    ``beta`` is (μ, h) and ``beta_covariance`` theirs. With no observation it is the prior. ``prior_mean``: θ's
+    prior mean m (θ ~ N(m, I/(2α)); e.g. from principle rewards), 0 when None: x̂ = M⁻¹ (Aᵀ W y + P m)."""
     if w_margin < 0 or w_scores < 0 or w_margin + w_scores <= 0:
         raise ValueError("w_margin and w_scores must be >= 0, and one of them > 0")
     if alpha <= 0:
@@ -96,7 +107,10 @@ def fit_whole_verdict(
     precision = a.T @ (w[:, None] * a) + np.diag(prior)
     covariance = np.linalg.inv(precision)
     covariance = (covariance + covariance.T) / 2  # exact symmetry for the Cholesky draws of p_best
-    x = covariance @ (a.T @ (w * y))
+    shift = np.zeros(n + 2)
+    if prior_mean is not None:
+        shift[:n] = prior[:n] * np.asarray(prior_mean, dtype=np.float64)
+    x = covariance @ (a.T @ (w * y) + shift)
     return BTFit(
         theta=x[:n],
         covariance=covariance[:n, :n],

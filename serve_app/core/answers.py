@@ -76,7 +76,7 @@ def provenance(
         "use_principle": principle_used,
         "max_pairwise_calls": config.max_pairwise_calls,
         "verdicts": config.verdicts,
-        "strengths": config.strengths,
+        "strengths": config.fitted_strengths,
         "seed": config.seed,
     }
     return judges.model_copy(update={"design": design, "judge_versions": versions or {}})

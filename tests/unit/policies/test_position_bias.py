@@ -95,7 +95,9 @@ def test_a_one_order_design_on_a_biased_judge_ranks_better_with_the_pooled_advan
         quality = np.random.default_rng([3, trial]).normal(size=8)
         judges = SimulatedJudges(quality, model, np.random.default_rng([3, trial, 1]))
         extra = {"position_bias_prior": pool.mean, "position_bias_alpha": pool.prior_alpha(0.5)} if pooled else {}
-        config = SelectionConfig(strategy="swiss", swap=False, use_principle=False, fit_position_bias=fit, **extra)
+        config = SelectionConfig(
+            strategy="swiss", swap=False, use_principle=False, fit_position_bias=fit, strengths="bradley_terry", **extra
+        )
         result = await select_best(8, judges.pairwise, None, config)
         if pooled:
             assert result.position_bias is not None and result.position_bias.group_estimate is not None

@@ -53,9 +53,10 @@ def test_a_noiseless_judge_gives_back_its_strengths_level_and_position_advantage
     w_r=st.sampled_from([0.0, 0.25, 1.0, 2.0]),
     w_s=st.sampled_from([0.0, 0.5, 1.0]),
     alpha=st.sampled_from([0.05, 0.1, 1.0]),
+    with_prior=st.booleans(),
 )
 def test_the_fit_is_the_weighted_ridge_solution_the_docstring_states(
-    n: int, calls: list[tuple[int, int, int, int, int]], w_r: float, w_s: float, alpha: float
+    n: int, calls: list[tuple[int, int, int, int, int]], w_r: float, w_s: float, alpha: float, with_prior: bool
 ) -> None:
     if w_r + w_s == 0:
         return
@@ -76,12 +77,22 @@ def test_the_fit_is_the_weighted_ridge_solution_the_docstring_states(
             rows.append(row * np.sqrt(w))
             ys.append(y * np.sqrt(w))
     # The MAP estimate as an augmented least-squares problem: the prior's rows are sqrt(2α)·I (θ) and
-    # sqrt(2·NUISANCE_ALPHA)·I (μ, h) against zeros.
+    # sqrt(2·NUISANCE_ALPHA)·I (μ, h) against the prior means (m for θ, zeros for μ and h).
+    mean = np.linspace(-1.0, 1.5, n) if with_prior else np.zeros(n)
     prior = np.sqrt(np.diag([2 * alpha] * n + [2 * NUISANCE_ALPHA] * 2))
     a_matrix = np.vstack([*rows, prior]) if rows else prior
-    y_vector = np.concatenate([np.array(ys), np.zeros(n + 2)]) if rows else np.zeros(n + 2)
+    prior_values = prior @ np.concatenate([mean, np.zeros(2)])
+    y_vector = np.concatenate([np.array(ys), prior_values]) if rows else prior_values
     expected = np.linalg.lstsq(a_matrix, y_vector, rcond=None)[0]
-    fit = fit_whole_verdict(n, comparisons, w_margin=w_r, w_scores=w_s, alpha=alpha, verdicts="sampled")
+    fit = fit_whole_verdict(
+        n,
+        comparisons,
+        w_margin=w_r,
+        w_scores=w_s,
+        alpha=alpha,
+        verdicts="sampled",
+        prior_mean=mean if with_prior else None,
+    )
     assert np.allclose(fit.theta, expected[:n], atol=1e-8)
     assert fit.beta is not None and np.allclose(fit.beta, expected[n:], atol=1e-8)
     assert np.allclose(fit.covariance, fit.covariance.T) and np.all(np.linalg.eigvalsh(fit.covariance) > 0)
@@ -184,3 +195,29 @@ def test_by_budget_spends_at_most_its_budget_and_says_what_it_ran(n: int, per_ca
 def test_by_budget_names_no_design_before_it_knows_the_group() -> None:
     with pytest.raises(ValueError, match="for_group"):
         SelectionConfig(strategy="by_budget").make_design()
+
+
+def test_the_adaptive_design_plans_on_the_whole_verdicts_posterior() -> None:
+    """With ``strengths: whole_verdict`` the adaptive design's P(best) comes from the whole-verdict fit of the
+    verdicts so far (with the state's prior mean), and its pick on a biased noiseless judge in one order is right."""
+    from policies.pairings import Adaptive, DesignState
+
+    theta = np.array([0.9, -0.3, 0.4, -1.0, 0.1, 0.6])
+    config = SelectionConfig(strategy="adaptive", swap=False, strengths="whole_verdict", verdicts="sampled")
+    design = config.make_design()
+    assert isinstance(design, Adaptive) and design.whole_verdict == config.whole_verdict_form()
+    comparisons = [combine_orders(i, j, _verdict(theta, i, j, h=1.2), None) for i, j in ROUND_ROBIN_5]
+    prior = np.linspace(-0.5, 0.5, 6)
+    state = DesignState(n=6, comparisons=comparisons, rng=np.random.default_rng(0), tiebreak=np.arange(6), prior=prior)
+    want = fit_whole_verdict(6, comparisons, w_margin=0.25, w_scores=1.0, verdicts="sampled", prior_mean=prior)
+    assert np.allclose(design._fit(state).theta, want.theta)
+    assert SelectionConfig(strategy="adaptive").make_design().whole_verdict is not None  # type: ignore[union-attr]
+    bradley_terry = SelectionConfig(strategy="adaptive", strengths="bradley_terry").make_design()
+    assert bradley_terry.whole_verdict is None  # type: ignore[union-attr]
+    assert SelectionConfig(strategy="adaptive", style_control=True).make_design().whole_verdict is None  # type: ignore[union-attr]
+
+    async def judge(first: int, second: int) -> PairwiseResult:
+        return PairwiseResult(verdict=_verdict(theta, first, second, h=1.2))
+
+    result = asyncio.run(select_best(6, judge, None, config))
+    assert result.best == int(np.argmax(theta))

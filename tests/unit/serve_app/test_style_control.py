@@ -164,7 +164,7 @@ def test_two_candidates_fall_back_to_plain_bradley_terry_and_say_why() -> None:
     judges = SimulatedJudges([0.0, 1.0], JudgeModel(), np.random.default_rng(1))
     styled = _run(2, judges, texts, strategy="round_robin", style_control=True)
     judges = SimulatedJudges([0.0, 1.0], JudgeModel(), np.random.default_rng(1))
-    plain = _run(2, judges, texts, strategy="round_robin")
+    plain = _run(2, judges, texts, strategy="round_robin", strengths="bradley_terry")
     effect = styled.style_effect  # type: ignore[attr-defined]
     assert effect is not None and not effect.fitted and "2 judged candidate" in effect.reason
     assert any(d.startswith("style control:") for d in styled.degraded)  # type: ignore[attr-defined]

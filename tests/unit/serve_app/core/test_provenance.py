@@ -31,8 +31,8 @@ def test_rank_reward_and_best_of_n_name_their_judges_design_and_config() -> None
     assert (rank["design"]["strategy"], best["design"]["strategy"]) == ("round_robin", "knockout")
     assert len(rank["config_hash"]) == 16 and {a["config_hash"] for a in answers} == {rank["config_hash"]}
     assert all(r == rewards[0] for r in rewards)  # one cohort, one provenance
-    # Cohorts fit the whole verdict by default; /v1/rank keeps the configured Bradley–Terry.
-    assert (rewards[0]["design"]["strengths"], rank["design"]["strengths"]) == ("whole_verdict", "bradley_terry")
+    # Both fit the whole verdict by default (router.cohorts.strengths; router.selection.strengths unset).
+    assert (rewards[0]["design"]["strengths"], rank["design"]["strengths"]) == ("whole_verdict", "whole_verdict")
 
 
 def test_any_configuration_change_changes_the_hash() -> None:

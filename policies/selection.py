@@ -39,7 +39,7 @@ from policies.position_bias import PositionBias, PositionBiasPool, fit_with_posi
 from policies.style import StyleEffect, fit_with_style
 from policies.validity import verdict_support
 from policies.verdicts import PairwiseResult, PrincipleResult, VerdictMode, mean_reward
-from policies.whole_verdict import WholeVerdictForm, fit_whole_verdict
+from policies.whole_verdict import JudgeTerms, WholeVerdictForm, fit_whole_verdict, judge_terms
 
 PairwiseCall = Callable[[int, int], Awaitable[PairwiseResult]]
 PrincipleCall = Callable[[int], Awaitable[Sequence[PrincipleResult]]]
@@ -254,6 +254,9 @@ class SelectionResult(BaseModel):
     style_effect: StyleEffect | None = Field(default=None, description="with style_control: the fitted style effect")
     position_bias: PositionBias | None = Field(
         default=None, description="with fit_position_bias: the judge's first-position advantage it was debiased with"
+    )
+    judge_terms: JudgeTerms | None = Field(
+        default=None, description="with the whole verdict: the judge's mean score and first-position advantage"
     )
     degraded: list[str] = Field(default_factory=list, description="why the answer rests on less than asked")
     deadline_reached: bool = Field(
@@ -554,7 +557,7 @@ def _result(
     want_principle = principle_done is not None
     principle_means = _principle_means(principle_results, n)
     calls_per_pair = 2 if config.swap else 1
-    best, ranking, candidates, style_effect, position_bias = _score(
+    best, ranking, candidates, style_effect, position_bias, terms = _score(
         n, config, design, comparisons, principle_means, prior, rng, tiebreak, texts, cut=cancelled > 0
     )
     if style_effect is not None and style_effect.reason is not None:
@@ -603,6 +606,7 @@ def _result(
         swap_inconsistency=swap_inconsistency(comparisons),
         style_effect=style_effect,
         position_bias=position_bias,
+        judge_terms=terms,
         degraded=degraded,
         deadline_reached=cancelled > 0,
         cancelled_calls=cancelled,
@@ -622,11 +626,12 @@ def _score(
     texts: Sequence[str] | None = None,
     *,
     cut: bool = False,
-) -> tuple[int, list[int], list[CandidateScore], StyleEffect | None, PositionBias | None]:
+) -> tuple[int, list[int], list[CandidateScore], StyleEffect | None, PositionBias | None, JudgeTerms | None]:
     judged = [c for c in comparisons if c.margin is not None]
     strength = stderr = p_best = None
     style_effect = None
     position_bias = None
+    terms = None
     if config.style_control and not judged:
         style_effect = StyleEffect(reason="no pairwise verdict to fit")
     if judged:
@@ -653,6 +658,7 @@ def _score(
                 )
         elif config.fitted_strengths == "whole_verdict":
             fitted = fit_whole_verdict(n, judged, **config.whole_verdict_form()._asdict(), alpha=config.bt_alpha)
+            terms = judge_terms(fitted)
         else:
             fitted = bt.fit(n, obs, alpha=config.bt_alpha)
         strength, stderr = fitted.theta, fitted.stderr
@@ -708,4 +714,4 @@ def _score(
         )
         for k in range(n)
     ]
-    return ranking[0], ranking, candidates, style_effect, position_bias
+    return ranking[0], ranking, candidates, style_effect, position_bias, terms

@@ -31,6 +31,7 @@ from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
+from pydantic import BaseModel, Field
 
 from policies.bradley_terry import BTFit
 from policies.debias import Comparison
@@ -38,6 +39,28 @@ from policies.verdicts import PairVerdict, VerdictMode
 
 #: prior precision / 2 of μ and h: nearly flat (sd ~7), so the data decide them
 NUISANCE_ALPHA = 0.01
+
+
+class JudgeTerms(BaseModel):
+    """The judge's own terms the whole verdict fitted beside the strengths, in ranking points."""
+
+    mean_score: float = Field(description="μ: the judge's mean helpfulness in this group (at the strengths' mean)")
+    position_advantage: float = Field(
+        description="h: what the judge adds to the ranking margin of the response it shows first (half of it to that "
+        "response's score, half taken from the other's)"
+    )
+    position_advantage_stderr: float = Field(description="h's posterior standard deviation")
+
+
+def judge_terms(fit: BTFit) -> JudgeTerms | None:
+    """μ and h of a :func:`fit_whole_verdict` fit (θ's mean folded into μ, which only their sum identifies)."""
+    if fit.beta is None or fit.beta_covariance is None:
+        return None
+    return JudgeTerms(
+        mean_score=float(fit.beta[0] + fit.theta.mean()),
+        position_advantage=float(fit.beta[1]),
+        position_advantage_stderr=float(np.sqrt(fit.beta_covariance[1, 1])),
+    )
 
 
 class WholeVerdictForm(NamedTuple):

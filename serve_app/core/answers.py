@@ -91,6 +91,7 @@ def judging_account(selected: Selected, overlong: OverlongPolicy) -> dict[str, A
         "failed_calls": result.failed_calls,
         "style_effect": result.style_effect,
         "position_bias": result.position_bias,
+        "judge_terms": result.judge_terms,
         "degraded": result.degraded,
         "deadline_reached": result.deadline_reached,
         "cancelled_calls": result.cancelled_calls,

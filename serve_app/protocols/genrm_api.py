@@ -17,6 +17,7 @@ from policies.position_bias import PositionBias
 from policies.selection import CandidateScore, Strategy, Strengths
 from policies.style import StyleEffect
 from policies.verdicts import PairwiseResult, PrincipleResult, VerdictMode
+from policies.whole_verdict import JudgeTerms
 from serve_app.protocols.openai_api import ModelCard
 
 
@@ -131,6 +132,10 @@ OverlongPolicy = Literal["reject", "truncate"]
 _DUPLICATES = "groups of identical candidates (after NFC and trimming), each judged once as its first index"
 _STYLE_EFFECT = "with style_control: β per style feature, or why none could be fitted (plain Bradley–Terry then)"
 _POSITION_BIAS = "with fit_position_bias: the judge's first-position advantage this judging was debiased with"
+_JUDGE_TERMS = (
+    "with the whole verdict (the default strengths): the judge's mean helpfulness and first-position advantage "
+    "in this judging, fitted with the strengths, in ranking points"
+)
 _TRUNCATED = "candidates cut to fit the judges' context (overlong policy 'truncate'), judged on their beginning"
 _DEADLINE_REACHED = "deadline_s passed before the design finished: the answer rests on the calls back by then"
 _CANCELLED = "judge calls still running when deadline_s passed, cancelled (not counted in the calls above)"
@@ -181,6 +186,7 @@ class BestOfNResponse(BaseModel):
     swap_inconsistency: float | None
     style_effect: StyleEffect | None = Field(default=None, description=_STYLE_EFFECT)
     position_bias: PositionBias | None = Field(default=None, description=_POSITION_BIAS)
+    judge_terms: JudgeTerms | None = Field(default=None, description=_JUDGE_TERMS)
     degraded: list[str] = Field(description="empty when every judge answered as asked")
     deadline_reached: bool = Field(default=False, description=_DEADLINE_REACHED)
     cancelled_calls: int = Field(default=0, description=_CANCELLED)
@@ -216,6 +222,7 @@ class RankResponse(BaseModel):
     failed_calls: int
     style_effect: StyleEffect | None = Field(default=None, description=_STYLE_EFFECT)
     position_bias: PositionBias | None = Field(default=None, description=_POSITION_BIAS)
+    judge_terms: JudgeTerms | None = Field(default=None, description=_JUDGE_TERMS)
     degraded: list[str]
     deadline_reached: bool = Field(default=False, description=_DEADLINE_REACHED)
     cancelled_calls: int = Field(default=0, description=_CANCELLED)
@@ -405,6 +412,7 @@ class RewardResponse(BaseModel):
     principle_calls: int
     failed_calls: int
     position_bias: PositionBias | None = Field(default=None, description=_POSITION_BIAS)
+    judge_terms: JudgeTerms | None = Field(default=None, description=_JUDGE_TERMS)
     degraded: list[str]
     deadline_reached: bool = Field(default=False, description=_DEADLINE_REACHED)
     cancelled_calls: int = Field(default=0, description=_CANCELLED)

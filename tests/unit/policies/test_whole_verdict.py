@@ -138,6 +138,11 @@ def test_a_selection_with_the_whole_verdict_ranks_a_biased_noiseless_judge_right
     config = SelectionConfig(strategy="round_robin", swap=False, strengths="whole_verdict", verdicts="sampled")
     result = asyncio.run(select_best(6, judge, None, config))
     assert result.ranking == list(np.argsort(-theta))
+    terms = result.judge_terms  # the answer reports the advantage it removed, and the judge's level
+    assert terms is not None and terms.position_advantage == pytest.approx(1.2, abs=0.05)
+    assert terms.mean_score == pytest.approx(3.0 + theta.mean(), abs=0.05)
+    bradley_terry = asyncio.run(select_best(6, judge, None, config.model_copy(update={"strengths": "bradley_terry"})))
+    assert bradley_terry.judge_terms is None
 
 
 @settings(max_examples=40, deadline=None)

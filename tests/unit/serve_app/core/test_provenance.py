@@ -24,8 +24,14 @@ def test_rank_reward_and_best_of_n_name_their_judges_design_and_config() -> None
         rewards = await asyncio.gather(*(http.post("/v1/reward", json=b) for b in bodies))
         return [rank, best, *rewards]
 
-    answers = [r.json()["provenance"] for r in run_app(go)]
+    full = [r.json() for r in run_app(go)]
+    answers = [a["provenance"] for a in full]
     rank, best, *rewards = answers
+    # the whole verdict's own terms come with every answer it fitted: the stand-in judge has no position bias
+    for answer in (full[0], full[2]):
+        terms = answer["judge_terms"]
+        assert abs(terms["position_advantage"]) < 3 * terms["position_advantage_stderr"] + 0.05, terms
+        assert 1 <= terms["mean_score"] <= 5 and answer["position_bias"] is None
     assert rank["judges"]["pairwise"]["model"] == "stand-in"
     assert rank["judges"]["pairwise"]["sampling"]["temperature"] >= 0
     assert (rank["design"]["strategy"], best["design"]["strategy"]) == ("round_robin", "knockout")

@@ -44,9 +44,10 @@ import numpy as np
 from scipy.stats import norm, spearmanr
 
 from bench.rank_quality import _describe, nvidia_circular
-from bench.selection_rounds import paired
+from bench.selection_rounds import interval, paired
 from bench.simulated_judges import VARIANTS, JudgeModel, SimulatedJudges
 from deployments.hosting import cpu_model
+from policies.verdicts import PairwiseResult
 
 RESULTS = Path(__file__).parent / "results"
 #: the issue's target at N calls: Spearman at least this much above NVIDIA's rule
@@ -67,7 +68,7 @@ class PerceptionsSeen(SimulatedJudges):
         self._last = (first, second, p1, p2)
         return p1, p2
 
-    async def pairwise(self, first: int, second: int) -> object:
+    async def pairwise(self, first: int, second: int) -> PairwiseResult:
         result = await super().pairwise(first, second)  # no await inside: the last perception is this call's
         if result.ok and self._last is not None:
             self.seen.append(self._last)
@@ -150,7 +151,7 @@ async def trials(n: int, trials: int, seed: int, model: JudgeModel) -> dict[str,
 
 def verdict(diff: np.ndarray) -> str:
     """Whether the +TARGET bar lies above what the oracle can add (the whole 95% interval below it)."""
-    mean, half = diff.mean(), 1.96 * diff.std(ddof=1) / np.sqrt(len(diff))
+    mean, half = interval(diff)
     if mean + half < TARGET:
         return f"**unreachable**: the bound is {TARGET - mean:.3f} below the target"
     return "reachable in principle"

@@ -89,10 +89,15 @@ async def run(model: JudgeModel, n: int, trials: int, seed: int) -> dict[str, di
     return {name: {k: np.asarray(v) for k, v in cols.items()} for name, cols in out.items()}
 
 
+def interval(d: np.ndarray) -> tuple[float, float]:
+    """The mean of paired differences and the half-width of its 95% interval (normal approximation)."""
+    return float(d.mean()), float(1.96 * d.std(ddof=1) / np.sqrt(len(d)))
+
+
 def paired(a: np.ndarray, b: np.ndarray) -> str:
     """Mean of a − b with its 95% interval (normal approximation over the paired trials)."""
-    d = a - b
-    return f"{d.mean():+.3f} ± {1.96 * d.std(ddof=1) / np.sqrt(len(d)):.3f}"
+    mean, half = interval(a - b)
+    return f"{mean:+.3f} ± {half:.3f}"
 
 
 def target(hit: np.ndarray, yardstick: np.ndarray, rounds: np.ndarray) -> str:
@@ -100,8 +105,7 @@ def target(hit: np.ndarray, yardstick: np.ndarray, rounds: np.ndarray) -> str:
     round-robin with both orders, decided by the 95% interval of the paired difference."""
     if rounds.mean() > 4:
         return "over 4 rounds"
-    d = hit - yardstick
-    mean, half = d.mean(), 1.96 * d.std(ddof=1) / np.sqrt(len(d))
+    mean, half = interval(hit - yardstick)
     if mean - half >= -0.01:
         return "**met**"
     if mean + half < -0.01:

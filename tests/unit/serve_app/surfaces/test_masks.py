@@ -13,6 +13,8 @@ import pytest
 from stand_in_judges import CONVERSATION, QualityClient, run_app
 from test_nemo_gym import verify_body
 
+#: the fields a real response object carries that the test rows leave out (NeMo-Gym's own models require them)
+RESPONSE_FIELDS = {"created_at": 0, "parallel_tool_calls": False, "tool_choice": "auto", "tools": []}
 BROKEN = "quality 9"  # the stand-in cannot judge any call that shows this rollout
 
 
@@ -66,9 +68,9 @@ def test_nemo_gym_verify_masks_the_sample_as_nemo_gym_does() -> None:
     responses = rewards_of(bodies, "/verify", {"trainers": {"nemo_gym": {"num_rollouts_per_prompt": 4}}})
     assert [r.status_code for r in responses] == [200] * 4, [r.text for r in responses]
     # NeMo-Gym's own response model (the test's response object lacks fields a real one carries)
-    full = {"created_at": 0, "parallel_tool_calls": False, "tool_choice": "auto", "tools": []}
     answers = [
-        BaseVerifyResponse.model_validate({**r.json(), "response": {**r.json()["response"], **full}}) for r in responses
+        BaseVerifyResponse.model_validate({**r.json(), "response": {**r.json()["response"], **RESPONSE_FIELDS}})
+        for r in responses
     ]
     assert [a.mask_sample for a in answers] == [False, False, True, False]
     # the judge answered, unreadably: NeMo-Gym's kind for that, and no failure routing (not a failed call)
@@ -112,8 +114,7 @@ def test_a_judge_that_is_down_masks_every_rollout_as_nemo_gyms_own_failsafe_does
     async def failing_verify(body: BaseVerifyRequest) -> None:
         raise JudgeError("the engine is gone")
 
-    full = {"created_at": 0, "parallel_tool_calls": False, "tool_choice": "auto", "tools": []}
-    request = BaseVerifyRequest.model_validate({**bodies[0], "response": {**bodies[0]["response"], **full}})
+    request = BaseVerifyRequest.model_validate({**bodies[0], "response": {**bodies[0]["response"], **RESPONSE_FIELDS}})
     reference = json.loads(asyncio.run(judge_failsafe(failing_verify)(body=request)).body)
     marks = {k for k in reference if k not in request.model_dump()} - {"failure_reason", "_ng_failure_judge_error"}
     assert {"mask_sample", "failure_kind", NG_FAILURE_CLASS_KEY, "reward"} <= marks
